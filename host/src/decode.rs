@@ -1,0 +1,1162 @@
+//! Decoding guest bytes with a manifest's types.
+//!
+//! A type is compiled once into a [`Plan`]: a flat list of operations with byte offsets,
+//! scalar kinds and pre-escaped JSON keys. Rendering a sample then walks the plan over the
+//! sample's bytes with no allocation besides the output, which is what makes sampling a
+//! `struct tcp_sock` hundreds of thousands of times a second possible. The same plan renders
+//! the pretty tree, and [`FieldPath`] extracts single leaves for CSV columns and plots.
+//!
+//! Guest bytes are untrusted but cannot hurt here: every read is bounds-checked against the
+//! sample, and a short sample renders the missing leaves as `null`.
+
+use std::fmt::Write as _;
+use vmark_proto::{
+    AggregateKind, ArrayBound, BaseEncoding, Enumerator, Member, Type, TypeId, TypeTable,
+};
+
+/// Limits that keep a hostile or huge type from producing an unbounded plan.
+const MAX_OPS: usize = 1 << 20;
+/// Arrays of scalars longer than this render their first elements and a count.
+const MAX_ARRAY_ELEMENTS: u64 = 4096;
+/// Nesting limit while compiling.
+const MAX_DEPTH: usize = 64;
+
+/// Why a type cannot be compiled into a plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The type id is not in the table.
+    #[error("type {0} is not in the manifest")]
+    NoSuchType(u32),
+    /// The plan would exceed its size limit.
+    #[error("type is too large to decode (more than {MAX_OPS} fields)")]
+    TooManyFields,
+    /// Nesting too deep.
+    #[error("type nests more than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A field path names no member.
+    #[error("no field {0:?} in {1}")]
+    NoSuchField(String, String),
+    /// A field path ends at an aggregate rather than a scalar.
+    #[error("field {0:?} is not a scalar (it is {1})")]
+    NotScalar(String, String),
+}
+
+/// How a leaf's bytes are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    /// Signed integer of 1, 2, 4, 8 or 16 bytes.
+    Int(u8),
+    /// Unsigned integer of 1, 2, 4, 8 or 16 bytes.
+    UInt(u8),
+    /// `_Bool`.
+    Bool,
+    /// `float`.
+    F32,
+    /// `double`.
+    F64,
+    /// A pointer (8 bytes), rendered in hex.
+    Ptr,
+    /// An enum: underlying size, signedness and index into the plan's enum table.
+    Enum(u8, bool, u32),
+    /// A floating type of another size (`long double`): rendered as hex bytes.
+    RawFloat(u8),
+}
+
+impl Scalar {
+    fn size(self) -> u64 {
+        match self {
+            Scalar::Int(n) | Scalar::UInt(n) | Scalar::Enum(n, _, _) | Scalar::RawFloat(n) => {
+                u64::from(n)
+            }
+            Scalar::Bool => 1,
+            Scalar::F32 => 4,
+            Scalar::F64 | Scalar::Ptr => 8,
+        }
+    }
+}
+
+/// A decoded leaf value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Leaf {
+    /// Signed integer (also signed enums and bitfields).
+    Int(i128),
+    /// Unsigned integer (also pointers, unsigned enums and bitfields).
+    UInt(u128),
+    /// Boolean.
+    Bool(bool),
+    /// Floating point.
+    Float(f64),
+}
+
+impl Leaf {
+    /// The value as `f64`, for plots.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Leaf::Int(v) => v as f64,
+            Leaf::UInt(v) => v as f64,
+            Leaf::Bool(b) => f64::from(u8::from(b)),
+            Leaf::Float(f) => f,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// `{` (object) or `[` (array), with the key in the enclosing object.
+    Open {
+        key: Key,
+        array: bool,
+    },
+    Close {
+        array: bool,
+    },
+    Scalar {
+        key: Key,
+        offset: u64,
+        scalar: Scalar,
+        bits: Option<(u32, u8)>,
+    },
+    /// A run of scalars of one kind (large arrays stay one op).
+    ScalarRun {
+        key: Key,
+        offset: u64,
+        scalar: Scalar,
+        count: u64,
+        total: u64,
+    },
+    /// `char[N]`: rendered as a string up to the first NUL.
+    Chars {
+        key: Key,
+        offset: u64,
+        len: u64,
+    },
+    /// Bytes of a type the manifest does not describe (opaque, flexible array).
+    Opaque {
+        key: Key,
+        offset: u64,
+        size: u64,
+    },
+}
+
+/// A member's name, pre-rendered for both outputs.
+#[derive(Debug, Clone, Default)]
+struct Key {
+    /// `"name":` or empty for array elements and the root.
+    json: Box<str>,
+    /// `name` or `[i]` for the pretty tree.
+    pretty: Box<str>,
+}
+
+impl Key {
+    fn named(name: &str) -> Key {
+        let mut json = String::with_capacity(name.len() + 3);
+        push_json_str(&mut json, name.as_bytes());
+        json.push(':');
+        Key {
+            json: json.into(),
+            pretty: name.into(),
+        }
+    }
+
+    fn index(i: u64) -> Key {
+        Key {
+            json: "".into(),
+            pretty: format!("[{i}]").into(),
+        }
+    }
+}
+
+/// A type compiled for fast rendering of samples.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    ops: Vec<Op>,
+    json: JsonProgram,
+    enums: Vec<Vec<Enumerator>>,
+    size: u64,
+    type_name: String,
+}
+
+impl Plan {
+    /// Compiles the type `ty` of `types`.
+    pub fn compile(types: &TypeTable, ty: TypeId) -> Result<Plan, DecodeError> {
+        if types.get(ty).is_none() {
+            return Err(DecodeError::NoSuchType(ty.0));
+        }
+        let mut c = Compiler {
+            types,
+            ops: Vec::new(),
+            enums: Vec::new(),
+        };
+        c.value(Key::default(), ty, 0, 0)?;
+        let json = JsonProgram::new(&c.ops);
+        Ok(Plan {
+            json,
+            ops: c.ops,
+            enums: c.enums,
+            size: types.size_of(ty).unwrap_or(0),
+            type_name: types.type_name(ty),
+        })
+    }
+
+    /// Bytes a complete sample has.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The C spelling of the compiled type.
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// Appends the sample as compact JSON to `out`.
+    pub fn write_json(&self, bytes: &[u8], out: &mut String) {
+        for step in &self.json.steps {
+            out.push_str(&step.prefix);
+            self.write_json_value(&self.ops[step.op], bytes, out);
+        }
+        out.push_str(&self.json.tail);
+    }
+
+    /// Writes the value of a leaf op (its key is part of the step's static prefix).
+    fn write_json_value(&self, op: &Op, bytes: &[u8], out: &mut String) {
+        match op {
+            Op::Scalar {
+                offset,
+                scalar,
+                bits,
+                ..
+            } => match read_scalar(bytes, *offset, *scalar, *bits) {
+                Some(leaf) => self.write_leaf_json(out, leaf, *scalar),
+                None => out.push_str("null"),
+            },
+            Op::ScalarRun {
+                offset,
+                scalar,
+                count,
+                ..
+            } => {
+                out.push('[');
+                let step = scalar.size();
+                for i in 0..*count {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    match read_scalar(bytes, offset + i * step, *scalar, None) {
+                        Some(leaf) => self.write_leaf_json(out, leaf, *scalar),
+                        None => out.push_str("null"),
+                    }
+                }
+                out.push(']');
+            }
+            Op::Chars { offset, len, .. } => match slice(bytes, *offset, *len) {
+                Some(b) => {
+                    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                    push_json_str(out, &b[..end]);
+                }
+                None => out.push_str("null"),
+            },
+            Op::Opaque { offset, size, .. } => match slice(bytes, *offset, *size) {
+                Some(b) if !b.is_empty() => {
+                    out.push('"');
+                    push_hex(out, b);
+                    out.push('"');
+                }
+                _ => out.push_str("null"),
+            },
+            Op::Open { .. } | Op::Close { .. } => {}
+        }
+    }
+
+    /// The sample as a JSON string.
+    pub fn to_json(&self, bytes: &[u8]) -> String {
+        let mut s = String::with_capacity(self.ops.len() * 16);
+        self.write_json(bytes, &mut s);
+        s
+    }
+
+    fn write_leaf_json(&self, out: &mut String, leaf: Leaf, scalar: Scalar) {
+        match leaf {
+            // itoa: formatting integers is most of the work of a JSON sample, and core's
+            // Display for 128-bit integers is several times slower.
+            Leaf::Int(v) => match i64::try_from(v) {
+                Ok(v) => out.push_str(itoa::Buffer::new().format(v)),
+                Err(_) => out.push_str(itoa::Buffer::new().format(v)),
+            },
+            Leaf::UInt(v) if scalar == Scalar::Ptr => {
+                out.push_str("\"0x");
+                push_hex_u64(out, v as u64);
+                out.push('"');
+            }
+            Leaf::UInt(v) => match u64::try_from(v) {
+                Ok(v) => out.push_str(itoa::Buffer::new().format(v)),
+                Err(_) => out.push_str(itoa::Buffer::new().format(v)),
+            },
+            Leaf::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            Leaf::Float(f) if f.is_finite() => {
+                let _ = write!(out, "{f}");
+            }
+            Leaf::Float(_) => out.push_str("null"),
+        }
+    }
+
+    /// Renders the sample as an indented tree, one member a line, as a person reads it.
+    pub fn write_pretty(&self, bytes: &[u8], out: &mut String) {
+        let mut depth = 0usize;
+        let indent = |out: &mut String, depth: usize| {
+            for _ in 0..depth {
+                out.push_str("  ");
+            }
+        };
+        for op in &self.ops {
+            match op {
+                Op::Open { key, array } => {
+                    indent(out, depth);
+                    if key.pretty.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "{} = {}",
+                            self.type_name,
+                            if *array { "[" } else { "{" }
+                        );
+                    } else {
+                        let _ =
+                            writeln!(out, "{} = {}", key.pretty, if *array { "[" } else { "{" });
+                    }
+                    depth += 1;
+                }
+                Op::Close { array } => {
+                    depth = depth.saturating_sub(1);
+                    indent(out, depth);
+                    out.push_str(if *array { "]\n" } else { "}\n" });
+                }
+                Op::Scalar {
+                    key,
+                    offset,
+                    scalar,
+                    bits,
+                } => {
+                    indent(out, depth);
+                    let _ = write!(out, "{} = ", display_key(&key.pretty));
+                    match read_scalar(bytes, *offset, *scalar, *bits) {
+                        Some(leaf) => self.write_leaf_pretty(out, leaf, *scalar),
+                        None => out.push_str("<unavailable>"),
+                    }
+                    out.push('\n');
+                }
+                Op::ScalarRun {
+                    key,
+                    offset,
+                    scalar,
+                    count,
+                    total,
+                } => {
+                    indent(out, depth);
+                    let _ = write!(out, "{} = [", display_key(&key.pretty));
+                    let step = scalar.size();
+                    for i in 0..*count {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        match read_scalar(bytes, offset + i * step, *scalar, None) {
+                            Some(leaf) => self.write_leaf_pretty(out, leaf, *scalar),
+                            None => out.push('?'),
+                        }
+                    }
+                    if total > count {
+                        let _ = write!(out, ", ... {} more", total - count);
+                    }
+                    out.push_str("]\n");
+                }
+                Op::Chars { key, offset, len } => {
+                    indent(out, depth);
+                    let _ = write!(out, "{} = ", display_key(&key.pretty));
+                    match slice(bytes, *offset, *len) {
+                        Some(b) => {
+                            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                            let _ = write!(out, "{:?}", String::from_utf8_lossy(&b[..end]));
+                        }
+                        None => out.push_str("<unavailable>"),
+                    }
+                    out.push('\n');
+                }
+                Op::Opaque { key, offset, size } => {
+                    indent(out, depth);
+                    let _ = write!(out, "{} = ", display_key(&key.pretty));
+                    match slice(bytes, *offset, *size) {
+                        Some(b) if !b.is_empty() => {
+                            out.push('<');
+                            push_hex(out, &b[..b.len().min(32)]);
+                            if b.len() > 32 {
+                                let _ = write!(out, "... {} bytes", b.len());
+                            }
+                            out.push('>');
+                        }
+                        _ => out.push_str("<no data>"),
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+
+    fn write_leaf_pretty(&self, out: &mut String, leaf: Leaf, scalar: Scalar) {
+        match (leaf, scalar) {
+            (Leaf::UInt(v), Scalar::Ptr) => {
+                let _ = write!(out, "{v:#x}");
+            }
+            (_, Scalar::Enum(_, _, idx)) => {
+                let value = match leaf {
+                    Leaf::Int(v) => v,
+                    Leaf::UInt(v) => v as i128,
+                    _ => 0,
+                };
+                let _ = write!(out, "{value}");
+                if let Some(e) = self
+                    .enums
+                    .get(idx as usize)
+                    .and_then(|es| es.iter().find(|e| e.value == value))
+                {
+                    let _ = write!(out, " ({})", e.name);
+                }
+            }
+            _ => self.write_leaf_json(out, leaf, scalar),
+        }
+    }
+
+    /// Renders the sample as an indented tree.
+    pub fn to_pretty(&self, bytes: &[u8]) -> String {
+        let mut s = String::new();
+        self.write_pretty(bytes, &mut s);
+        s
+    }
+}
+
+/// The JSON form of a plan with its static text precomputed: the braces, brackets, commas
+/// and keys between two values never change, so each value is preceded by one prefix.
+#[derive(Debug, Clone, Default)]
+struct JsonProgram {
+    steps: Vec<JsonStep>,
+    tail: Box<str>,
+}
+
+#[derive(Debug, Clone)]
+struct JsonStep {
+    /// Static text before the value.
+    prefix: Box<str>,
+    /// Index of the value's op.
+    op: usize,
+}
+
+impl JsonProgram {
+    fn new(ops: &[Op]) -> JsonProgram {
+        let mut steps = Vec::new();
+        let mut text = String::new();
+        // A comma is due before a value when the enclosing container already has one.
+        let mut need_comma = false;
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Open { key, array } => {
+                    sep(&mut text, &mut need_comma);
+                    text.push_str(&key.json);
+                    text.push(if *array { '[' } else { '{' });
+                }
+                Op::Close { array } => {
+                    text.push(if *array { ']' } else { '}' });
+                    need_comma = true;
+                }
+                Op::Scalar { key, .. }
+                | Op::ScalarRun { key, .. }
+                | Op::Chars { key, .. }
+                | Op::Opaque { key, .. } => {
+                    sep(&mut text, &mut need_comma);
+                    text.push_str(&key.json);
+                    steps.push(JsonStep {
+                        prefix: std::mem::take(&mut text).into(),
+                        op: i,
+                    });
+                    need_comma = true;
+                }
+            }
+        }
+        JsonProgram {
+            steps,
+            tail: text.into(),
+        }
+    }
+}
+
+fn display_key(k: &str) -> &str {
+    if k.is_empty() {
+        "value"
+    } else {
+        k
+    }
+}
+
+fn sep(out: &mut String, need_comma: &mut bool) {
+    if *need_comma {
+        out.push(',');
+    }
+    *need_comma = false;
+}
+
+fn slice(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    bytes.get(start..end)
+}
+
+/// Reads one scalar (optionally a bitfield) from a sample; `None` when out of bounds.
+fn read_scalar(bytes: &[u8], offset: u64, scalar: Scalar, bits: Option<(u32, u8)>) -> Option<Leaf> {
+    if let Some((bit_offset, width)) = bits {
+        // Bitfields: read the bytes that cover the field (at most 9 for a 64-bit field at an
+        // odd bit position) as one little-endian integer, then shift and mask.
+        let first = offset + u64::from(bit_offset / 8);
+        let shift = bit_offset % 8;
+        let nbytes = (u64::from(shift) + u64::from(width)).div_ceil(8);
+        let b = slice(bytes, first, nbytes)?;
+        let mut raw: u128 = 0;
+        for (i, byte) in b.iter().enumerate() {
+            raw |= u128::from(*byte) << (8 * i);
+        }
+        let v = (raw >> shift) & ((1u128 << width) - 1);
+        let signed = matches!(scalar, Scalar::Int(_)) || matches!(scalar, Scalar::Enum(_, true, _));
+        return Some(if signed && width > 0 && (v >> (width - 1)) & 1 == 1 {
+            Leaf::Int((v as i128) - (1i128 << width))
+        } else if signed {
+            Leaf::Int(v as i128)
+        } else if scalar == Scalar::Bool {
+            Leaf::Bool(v != 0)
+        } else {
+            Leaf::UInt(v)
+        });
+    }
+    let size = scalar.size();
+    let b = slice(bytes, offset, size)?;
+    if size <= 8 {
+        // The common case: one load into a u64, sign-extended by shifts.
+        let mut raw = [0u8; 8];
+        raw[..b.len()].copy_from_slice(b);
+        let u = u64::from_le_bytes(raw);
+        let shift = 64 - 8 * b.len() as u32;
+        return Some(match scalar {
+            Scalar::Int(_) | Scalar::Enum(_, true, _) => {
+                Leaf::Int(i128::from(((u << shift) as i64) >> shift))
+            }
+            Scalar::UInt(_) | Scalar::Ptr | Scalar::Enum(_, false, _) | Scalar::RawFloat(_) => {
+                Leaf::UInt(u128::from(u))
+            }
+            Scalar::Bool => Leaf::Bool(u != 0),
+            Scalar::F32 => Leaf::Float(f64::from(f32::from_bits(u as u32))),
+            Scalar::F64 => Leaf::Float(f64::from_bits(u)),
+        });
+    }
+    let mut raw = [0u8; 16];
+    raw[..b.len()].copy_from_slice(b);
+    let u = u128::from_le_bytes(raw);
+    let n = b.len() as u32;
+    Some(match scalar {
+        Scalar::Int(_) | Scalar::Enum(_, true, _) => {
+            let shift = 128 - 8 * n;
+            Leaf::Int(((u << shift) as i128) >> shift)
+        }
+        _ => Leaf::UInt(u),
+    })
+}
+
+fn push_json_str(out: &mut String, s: &[u8]) {
+    out.push('"');
+    for ch in String::from_utf8_lossy(s).chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `v` in lowercase hex without leading zeros (at least one digit).
+fn push_hex_u64(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (4 * i)) & 15) as usize] as char);
+    }
+}
+
+fn push_hex(out: &mut String, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for byte in b {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 15)] as char);
+    }
+}
+
+struct Compiler<'a> {
+    types: &'a TypeTable,
+    ops: Vec<Op>,
+    enums: Vec<Vec<Enumerator>>,
+}
+
+impl Compiler<'_> {
+    fn push(&mut self, op: Op) -> Result<(), DecodeError> {
+        if self.ops.len() >= MAX_OPS {
+            return Err(DecodeError::TooManyFields);
+        }
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// The scalar kind of a type, if it is one.
+    fn scalar(&mut self, ty: TypeId) -> Option<Scalar> {
+        let types = self.types;
+        match types.get(types.resolve(ty))? {
+            Type::Base { size, encoding, .. } => {
+                let n = u8::try_from(*size)
+                    .ok()
+                    .filter(|n| [1, 2, 4, 8, 16].contains(n));
+                Some(match encoding {
+                    BaseEncoding::Signed | BaseEncoding::SignedChar => Scalar::Int(n?),
+                    BaseEncoding::Unsigned | BaseEncoding::UnsignedChar => Scalar::UInt(n?),
+                    BaseEncoding::Bool => Scalar::Bool,
+                    BaseEncoding::Float => match size {
+                        4 => Scalar::F32,
+                        8 => Scalar::F64,
+                        _ => Scalar::RawFloat(u8::try_from(*size).ok()?.min(16)),
+                    },
+                })
+            }
+            Type::Pointer { .. } => Some(Scalar::Ptr),
+            Type::Enum {
+                size,
+                signed,
+                enumerators,
+                ..
+            } => {
+                let n = u8::try_from(*size)
+                    .ok()
+                    .filter(|n| [1, 2, 4, 8].contains(n))?;
+                let idx = self.enums.len() as u32;
+                self.enums.push(enumerators.clone());
+                Some(Scalar::Enum(n, *signed, idx))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_char(&self, ty: TypeId) -> bool {
+        matches!(
+            self.types.get(self.types.resolve(ty)),
+            Some(Type::Base {
+                encoding: BaseEncoding::SignedChar | BaseEncoding::UnsignedChar,
+                size: 1,
+                ..
+            })
+        )
+    }
+
+    fn value(
+        &mut self,
+        key: Key,
+        ty: TypeId,
+        offset: u64,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        let types = self.types;
+        let rty = types.resolve(ty);
+        if let Some(scalar) = self.scalar(rty) {
+            return self.push(Op::Scalar {
+                key,
+                offset,
+                scalar,
+                bits: None,
+            });
+        }
+        match types.get(rty).ok_or(DecodeError::NoSuchType(rty.0))? {
+            Type::Aggregate { members, kind, .. } => {
+                self.push(Op::Open { key, array: false })?;
+                self.members(members, *kind, offset, depth)?;
+                self.push(Op::Close { array: false })
+            }
+            Type::Array { element, dims } => self.array(key, *element, dims, offset, depth),
+            Type::Opaque { size, .. } => self.push(Op::Opaque {
+                key,
+                offset,
+                size: size.unwrap_or(0),
+            }),
+            _ => self.push(Op::Opaque {
+                key,
+                offset,
+                size: 0,
+            }),
+        }
+    }
+
+    fn members(
+        &mut self,
+        members: &[Member],
+        _kind: AggregateKind,
+        base: u64,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        for m in members {
+            match (&m.name, m.bitfield) {
+                (_, Some(bf)) => {
+                    let Some(scalar) = self.scalar(m.ty) else {
+                        continue;
+                    };
+                    let name = m.name.as_deref().unwrap_or("");
+                    if name.is_empty() {
+                        continue; // unnamed padding bitfield
+                    }
+                    let bit_offset = u32::try_from(bf.bit_offset).unwrap_or(u32::MAX);
+                    self.push(Op::Scalar {
+                        key: Key::named(name),
+                        offset: base,
+                        scalar,
+                        bits: Some((bit_offset, bf.bit_size)),
+                    })?;
+                }
+                (Some(name), None) => {
+                    self.value(Key::named(name), m.ty, base + m.offset, depth + 1)?;
+                }
+                (None, None) => {
+                    // Anonymous struct/union: its members belong to the enclosing object, as
+                    // in C (`s.field` reaches through the anonymous member).
+                    let r = self.types.resolve(m.ty);
+                    if let Some(Type::Aggregate { members, kind, .. }) = self.types.get(r) {
+                        self.members(members, *kind, base + m.offset, depth + 1)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn array(
+        &mut self,
+        key: Key,
+        element: TypeId,
+        dims: &[ArrayBound],
+        offset: u64,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        let Some((first, rest)) = dims.split_first() else {
+            return self.value(key, element, offset, depth + 1);
+        };
+        let count = match first {
+            ArrayBound::Count(n) => *n,
+            ArrayBound::Flexible => {
+                return self.push(Op::Opaque {
+                    key,
+                    offset,
+                    size: 0,
+                })
+            }
+        };
+        if rest.is_empty() && self.is_char(element) {
+            return self.push(Op::Chars {
+                key,
+                offset,
+                len: count,
+            });
+        }
+        let elem_size = {
+            let inner: u64 = rest
+                .iter()
+                .map(|d| match d {
+                    ArrayBound::Count(n) => *n,
+                    ArrayBound::Flexible => 0,
+                })
+                .try_fold(1u64, |a, b| a.checked_mul(b))
+                .unwrap_or(0);
+            inner.saturating_mul(self.types.size_of(element).unwrap_or(0))
+        };
+        if rest.is_empty() {
+            if let Some(scalar) = self.scalar(element) {
+                return self.push(Op::ScalarRun {
+                    key,
+                    offset,
+                    scalar,
+                    count: count.min(MAX_ARRAY_ELEMENTS),
+                    total: count,
+                });
+            }
+        }
+        self.push(Op::Open { key, array: true })?;
+        for i in 0..count.min(MAX_ARRAY_ELEMENTS) {
+            let at = offset.saturating_add(i.saturating_mul(elem_size));
+            self.array(Key::index(i), element, rest, at, depth + 1)?;
+        }
+        self.push(Op::Close { array: true })
+    }
+}
+
+/// A path to one scalar leaf of a type, e.g. `icsk.icsk_ca_state` or `srtt_us`, resolved to
+/// its offset and kind once so reading it from each sample is a bounds-checked load.
+#[derive(Debug, Clone)]
+pub struct FieldPath {
+    /// The path as written.
+    pub path: String,
+    offset: u64,
+    scalar: Scalar,
+    bits: Option<(u32, u8)>,
+}
+
+impl FieldPath {
+    /// Resolves `path` (members separated by `.`, array elements as `[i]`; anonymous
+    /// members are searched through) in type `ty`.
+    pub fn resolve(types: &TypeTable, ty: TypeId, path: &str) -> Result<FieldPath, DecodeError> {
+        let (offset, cur, bits) = Self::walk(types, ty, path)?;
+        let mut c = Compiler {
+            types,
+            ops: Vec::new(),
+            enums: Vec::new(),
+        };
+        let scalar = c
+            .scalar(cur)
+            .ok_or_else(|| DecodeError::NotScalar(path.to_string(), types.type_name(cur)))?;
+        Ok(FieldPath {
+            path: path.to_string(),
+            offset,
+            scalar,
+            bits,
+        })
+    }
+
+    /// Resolves `path` (as [`FieldPath::resolve`]) to any member, scalar or not: its byte
+    /// offset in `ty` and its type. Bitfields have no byte offset and are refused.
+    pub fn member(types: &TypeTable, ty: TypeId, path: &str) -> Result<(u64, TypeId), DecodeError> {
+        match Self::walk(types, ty, path)? {
+            (offset, member, None) => Ok((offset, member)),
+            (_, member, Some(_)) => Err(DecodeError::NotScalar(
+                path.to_string(),
+                format!("a bitfield of {}", types.type_name(member)),
+            )),
+        }
+    }
+
+    /// Offset, type and bitfield position of the member at `path`.
+    fn walk(types: &TypeTable, ty: TypeId, path: &str) -> Result<FoundMember, DecodeError> {
+        let mut offset = 0u64;
+        let mut cur = ty;
+        let mut bits = None;
+        for part in split_path(path) {
+            let part = part.map_err(|p| DecodeError::NoSuchField(p, types.type_name(ty)))?;
+            match part {
+                PathPart::Index(i) => {
+                    let r = types.resolve(cur);
+                    let Some(Type::Array { element, dims }) = types.get(r) else {
+                        return Err(DecodeError::NoSuchField(
+                            format!("[{i}]"),
+                            types.type_name(cur),
+                        ));
+                    };
+                    let count = match dims.first() {
+                        Some(ArrayBound::Count(n)) => *n,
+                        _ => 0,
+                    };
+                    if i >= count {
+                        return Err(DecodeError::NoSuchField(
+                            format!("[{i}]"),
+                            types.type_name(cur),
+                        ));
+                    }
+                    // Peel one dimension: the element of `T[a][b]` at `[i]` is `T[b]`.
+                    let inner: u64 = dims[1..]
+                        .iter()
+                        .map(|d| match d {
+                            ArrayBound::Count(n) => *n,
+                            ArrayBound::Flexible => 0,
+                        })
+                        .product();
+                    let esize = inner * types.size_of(*element).unwrap_or(0);
+                    offset += i * esize;
+                    if dims.len() > 1 {
+                        // Walk into a synthesized view: keep the array type but offset; a
+                        // second index resolves against the remaining dimensions.
+                        return Self::resolve_rest(types, *element, &dims[1..], offset, path);
+                    }
+                    cur = *element;
+                }
+                PathPart::Member(name) => {
+                    let (m_off, m_ty, m_bits) =
+                        find_member(types, cur, &name).ok_or_else(|| {
+                            DecodeError::NoSuchField(name.clone(), types.type_name(cur))
+                        })?;
+                    offset += m_off;
+                    cur = m_ty;
+                    bits = m_bits;
+                }
+            }
+        }
+        Ok((offset, cur, bits))
+    }
+
+    fn resolve_rest(
+        _types: &TypeTable,
+        _element: TypeId,
+        _dims: &[ArrayBound],
+        _offset: u64,
+        path: &str,
+    ) -> Result<FoundMember, DecodeError> {
+        Err(DecodeError::NotScalar(
+            path.to_string(),
+            "a multi-dimensional array (index every dimension in one field per column)".into(),
+        ))
+    }
+
+    /// Reads the leaf from a sample.
+    pub fn read(&self, bytes: &[u8]) -> Option<Leaf> {
+        read_scalar(bytes, self.offset, self.scalar, self.bits)
+    }
+
+    /// Byte offset of the leaf in its mark (for bitfields, of the enclosing storage).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+enum PathPart {
+    Member(String),
+    Index(u64),
+}
+
+fn split_path(path: &str) -> Vec<Result<PathPart, String>> {
+    let mut out = Vec::new();
+    for seg in path.split(['.']).filter(|s| !s.is_empty()) {
+        let seg = seg.trim();
+        let (name, mut rest) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        let name = name.trim_start_matches("->");
+        if !name.is_empty() {
+            out.push(Ok(PathPart::Member(name.to_string())));
+        }
+        while let Some(stripped) = rest.strip_prefix('[') {
+            match stripped.find(']') {
+                Some(end) => {
+                    match stripped[..end].trim().parse::<u64>() {
+                        Ok(i) => out.push(Ok(PathPart::Index(i))),
+                        Err(_) => out.push(Err(seg.to_string())),
+                    }
+                    rest = &stripped[end + 1..];
+                }
+                None => {
+                    out.push(Err(seg.to_string()));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A member found by name: byte offset, type, and for bitfields (bit offset, width).
+type FoundMember = (u64, TypeId, Option<(u32, u8)>);
+
+/// Finds a member by name, searching through anonymous members; returns its offset from
+/// the start of `ty`, its type, and for bitfields (bit offset from that start, width).
+fn find_member(types: &TypeTable, ty: TypeId, name: &str) -> Option<FoundMember> {
+    fn search(types: &TypeTable, ty: TypeId, name: &str, depth: usize) -> Option<FoundMember> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        let Type::Aggregate { members, .. } = types.get(types.resolve(ty))? else {
+            return None;
+        };
+        for m in members {
+            match &m.name {
+                Some(n) if n == name => {
+                    return Some(match m.bitfield {
+                        Some(bf) => (
+                            0,
+                            m.ty,
+                            Some((u32::try_from(bf.bit_offset).ok()?, bf.bit_size)),
+                        ),
+                        None => (m.offset, m.ty, None),
+                    });
+                }
+                None => {
+                    if let Some((off, t, bits)) = search(types, m.ty, name, depth + 1) {
+                        return Some(match bits {
+                            Some((b, w)) => {
+                                (0, t, Some((b + u32::try_from(m.offset * 8).ok()?, w)))
+                            }
+                            None => (m.offset + off, t, None),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    search(types, ty, name, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmark_proto::{Bitfield, Member};
+
+    fn table() -> (TypeTable, TypeId) {
+        let mut t = TypeTable::new();
+        let u32t = t.push(Type::Base {
+            name: "unsigned int".into(),
+            size: 4,
+            encoding: BaseEncoding::Unsigned,
+        });
+        let i16t = t.push(Type::Base {
+            name: "short".into(),
+            size: 2,
+            encoding: BaseEncoding::Signed,
+        });
+        let ch = t.push(Type::Base {
+            name: "char".into(),
+            size: 1,
+            encoding: BaseEncoding::SignedChar,
+        });
+        let comm = t.push(Type::Array {
+            element: ch,
+            dims: vec![ArrayBound::Count(8)],
+        });
+        let arr = t.push(Type::Array {
+            element: u32t,
+            dims: vec![ArrayBound::Count(2)],
+        });
+        let anon = t.push(Type::Aggregate {
+            kind: AggregateKind::Union,
+            name: None,
+            size: 4,
+            members: vec![
+                Member {
+                    name: Some("as_u32".into()),
+                    ty: u32t,
+                    offset: 0,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("low".into()),
+                    ty: i16t,
+                    offset: 0,
+                    bitfield: None,
+                },
+            ],
+        });
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("demo".into()),
+            size: 24,
+            members: vec![
+                Member {
+                    name: Some("flag".into()),
+                    ty: u32t,
+                    offset: 0,
+                    bitfield: Some(Bitfield {
+                        bit_offset: 0,
+                        bit_size: 1,
+                    }),
+                },
+                Member {
+                    name: Some("level".into()),
+                    ty: i16t,
+                    offset: 0,
+                    bitfield: Some(Bitfield {
+                        bit_offset: 1,
+                        bit_size: 3,
+                    }),
+                },
+                Member {
+                    name: None,
+                    ty: anon,
+                    offset: 4,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("comm".into()),
+                    ty: comm,
+                    offset: 8,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("vals".into()),
+                    ty: arr,
+                    offset: 16,
+                    bitfield: None,
+                },
+            ],
+        });
+        t.validate().unwrap();
+        (t, s)
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut b = vec![0u8; 24];
+        b[0] = 0b1011; // flag = 1, level = 0b101 = -3 as signed 3-bit
+        b[4..8].copy_from_slice(&0xffff_fffeu32.to_le_bytes());
+        b[8..13].copy_from_slice(b"bash\0");
+        b[16..20].copy_from_slice(&7u32.to_le_bytes());
+        b[20..24].copy_from_slice(&9u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn json_has_every_member_with_anonymous_members_flattened() {
+        let (t, s) = table();
+        let plan = Plan::compile(&t, s).unwrap();
+        let json = plan.to_json(&sample());
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["flag"], 1);
+        assert_eq!(v["level"], -3);
+        assert_eq!(v["as_u32"], 0xffff_fffeu32);
+        assert_eq!(v["low"], -2);
+        assert_eq!(v["comm"], "bash");
+        assert_eq!(v["vals"], serde_json::json!([7, 9]));
+    }
+
+    #[test]
+    fn short_samples_render_nulls_not_panics() {
+        let (t, s) = table();
+        let plan = Plan::compile(&t, s).unwrap();
+        for n in 0..24 {
+            let json = plan.to_json(&sample()[..n]);
+            serde_json::from_str::<serde_json::Value>(&json).unwrap();
+            let _ = plan.to_pretty(&sample()[..n]);
+        }
+    }
+
+    #[test]
+    fn field_paths_reach_bitfields_and_anonymous_members() {
+        let (t, s) = table();
+        let b = sample();
+        let read = |p: &str| FieldPath::resolve(&t, s, p).unwrap().read(&b).unwrap();
+        assert_eq!(read("level"), Leaf::Int(-3));
+        assert_eq!(read("low"), Leaf::Int(-2));
+        assert_eq!(read("vals[1]"), Leaf::UInt(9));
+        assert!(FieldPath::resolve(&t, s, "vals[2]").is_err());
+        assert!(matches!(
+            FieldPath::resolve(&t, s, "comm"),
+            Err(DecodeError::NotScalar(..))
+        ));
+        assert!(FieldPath::resolve(&t, s, "nope").is_err());
+    }
+
+    #[test]
+    fn pretty_reads_like_c() {
+        let (t, s) = table();
+        let plan = Plan::compile(&t, s).unwrap();
+        let text = plan.to_pretty(&sample());
+        assert!(text.starts_with("struct demo = {"), "{text}");
+        assert!(text.contains("  comm = \"bash\""), "{text}");
+        assert!(text.contains("  vals = [7, 9]"), "{text}");
+    }
+}

@@ -1,0 +1,186 @@
+//! Kernel symbol tables: from the guest's kallsyms ([`super::kallsyms`]) or a
+//! `System.map` file, and the KASLR offset between the two.
+
+use std::collections::HashMap;
+
+/// x86-64 link-time address of `_text` (`__START_KERNEL_map + CONFIG_PHYSICAL_START`
+/// with the default 16 MiB): KASLR shifts the kernel from here.
+pub const X86_64_DEFAULT_TEXT: u64 = 0xffff_ffff_8100_0000;
+
+/// Most symbols accepted from any source.
+pub const MAX_SYMBOLS: usize = 1 << 22;
+
+/// One kernel symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    /// Name.
+    pub name: String,
+    /// Virtual address.
+    pub addr: u64,
+    /// `nm`-style type letter (`T` text, `D` data, `r` local rodata, ...).
+    pub kind: char,
+}
+
+/// Why a symbol table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SymbolError {
+    /// A System.map line is malformed.
+    #[error("System.map line {line}: {reason}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// More than [`MAX_SYMBOLS`] symbols.
+    #[error("more than {MAX_SYMBOLS} symbols")]
+    TooMany,
+}
+
+/// Symbols indexed by name and by address.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolTable {
+    symbols: Vec<Symbol>,
+    by_name: HashMap<String, usize>,
+    by_addr: Vec<usize>,
+}
+
+impl SymbolTable {
+    /// Builds the indexes. The first symbol of a duplicated name wins for lookups.
+    pub fn new(symbols: Vec<Symbol>) -> Result<Self, SymbolError> {
+        if symbols.len() > MAX_SYMBOLS {
+            return Err(SymbolError::TooMany);
+        }
+        let mut by_name = HashMap::with_capacity(symbols.len());
+        for (i, s) in symbols.iter().enumerate() {
+            by_name.entry(s.name.clone()).or_insert(i);
+        }
+        let mut by_addr: Vec<usize> = (0..symbols.len()).collect();
+        by_addr.sort_by_key(|&i| symbols[i].addr);
+        Ok(SymbolTable {
+            symbols,
+            by_name,
+            by_addr,
+        })
+    }
+
+    /// Parses `System.map` text (`<hex address> <type> <name>` per line; a `[module]`
+    /// suffix is kept out of the name).
+    pub fn from_system_map(text: &str) -> Result<Self, SymbolError> {
+        let mut symbols = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let bad = |reason: &str| SymbolError::Line {
+                line: i + 1,
+                reason: reason.to_string(),
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad("expected: address type name"));
+            };
+            let addr = u64::from_str_radix(addr, 16).map_err(|_| bad("bad address"))?;
+            let kind = kind
+                .chars()
+                .next()
+                .filter(|_| kind.len() == 1)
+                .ok_or_else(|| bad("bad type"))?;
+            if symbols.len() >= MAX_SYMBOLS {
+                return Err(SymbolError::TooMany);
+            }
+            symbols.push(Symbol {
+                name: name.to_string(),
+                addr,
+                kind,
+            });
+        }
+        Self::new(symbols)
+    }
+
+    /// Address of `name`.
+    pub fn lookup(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).map(|&i| self.symbols[i].addr)
+    }
+
+    /// The symbol named `name`.
+    pub fn get(&self, name: &str) -> Option<&Symbol> {
+        self.by_name.get(name).map(|&i| &self.symbols[i])
+    }
+
+    /// The symbol at or before `addr` and `addr`'s offset from it.
+    pub fn nearest(&self, addr: u64) -> Option<(&Symbol, u64)> {
+        let n = self
+            .by_addr
+            .partition_point(|&i| self.symbols[i].addr <= addr);
+        let s = &self.symbols[self.by_addr[n.checked_sub(1)?]];
+        Some((s, addr - s.addr))
+    }
+
+    /// All symbols in source order.
+    pub fn symbols(&self) -> &[Symbol] {
+        &self.symbols
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.symbols.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.symbols.is_empty()
+    }
+
+    /// A copy with every address shifted by `delta` (wrapping): applies a KASLR offset to a
+    /// link-time System.map. Absolute symbols (type `A`/`a`) are not moved.
+    pub fn relocated(&self, delta: i64) -> Self {
+        let symbols = self
+            .symbols
+            .iter()
+            .map(|s| Symbol {
+                addr: if s.kind.eq_ignore_ascii_case(&'a') {
+                    s.addr
+                } else {
+                    s.addr.wrapping_add(delta as u64)
+                },
+                ..s.clone()
+            })
+            .collect();
+        Self::new(symbols).expect("same count as an accepted table")
+    }
+
+    /// The KASLR slide of this table relative to a link-time table: `_text` here minus
+    /// `_text` there.
+    pub fn kaslr_offset_from(&self, link_time: &SymbolTable) -> Option<i64> {
+        Some(
+            self.lookup("_text")?
+                .wrapping_sub(link_time.lookup("_text")?) as i64,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_map_parses_looks_up_and_relocates() {
+        let map = "ffffffff81000000 T _text\nffffffff81000000 T startup_64\n\
+                   ffffffff82a0c940 D init_task\n0000000000000000 A fixed_percpu_data\n\
+                   ffffffffc0000000 t helper [vmark]\n";
+        let t = SymbolTable::from_system_map(map).unwrap();
+        assert_eq!(t.lookup("init_task"), Some(0xffff_ffff_82a0_c940));
+        assert_eq!(t.lookup("helper"), Some(0xffff_ffff_c000_0000));
+        let (s, off) = t.nearest(0xffff_ffff_82a0_c950).unwrap();
+        assert_eq!((s.name.as_str(), off), ("init_task", 0x10));
+        assert!(t.nearest(0x10).unwrap().0.name == "fixed_percpu_data");
+        let r = t.relocated(0x1e00_0000);
+        assert_eq!(r.lookup("_text"), Some(0xffff_ffff_9f00_0000));
+        assert_eq!(r.lookup("fixed_percpu_data"), Some(0));
+        assert_eq!(r.kaslr_offset_from(&t), Some(0x1e00_0000));
+        assert!(SymbolTable::from_system_map("zz T x").is_err());
+        assert!(SymbolTable::from_system_map("ffff").is_err());
+    }
+}

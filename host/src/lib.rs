@@ -1,0 +1,28 @@
+//! vmark's host side: finds a guest's marks, maps their frames read-only and decodes them
+//! with the types the module's build exported.
+//!
+//! - [`decode`]: compiled decoding plans (JSON, pretty tree, single fields);
+//! - [`layout`]: struct layouts (pahole-style text, JSON) from a type table;
+//! - [`inspect`]: `vmark inspect`, marks and layouts from a built module's own files;
+//! - [`introspect`]: offset-free introspection of dumps and live guests (processes,
+//!   modules, symbols, memory), and [`cli_introspect`], the commands on top of it;
+//! - [`publish`]: the xenstore layout the guest helper publishes, parsed and validated;
+//! - `xen` (feature `xen`): live access through Xen's libraries.
+
+#![warn(missing_docs)]
+
+pub mod cli_introspect;
+pub mod decode;
+pub mod frames;
+pub mod guest;
+pub mod inspect;
+pub mod introspect;
+pub mod layout;
+#[cfg(feature = "xen")]
+pub mod live;
+pub mod plot;
+pub mod publish;
+pub mod reader;
+pub mod sample;
+#[cfg(feature = "xen")]
+pub mod xen;

@@ -1,0 +1,586 @@
+//! `vmark`: watch marked kernel variables of Xen guests from dom0.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use vmark_host::cli_introspect::{self as introspect, SourceFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "vmark",
+    version,
+    about = "Watch marked kernel variables inside Xen guests from dom0"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Domains with published marks, and each mark's module, name, type and size.
+    ///
+    /// With --source, the marks found in a memory dump or live guest's memory itself
+    /// (module symbols, no xenstore and no helper module needed).
+    List {
+        /// Domain name or id (default: every domain that publishes marks).
+        #[arg(conflicts_with = "source")]
+        domain: Option<String>,
+        #[command(flatten)]
+        source: MarkSource,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read one mark now and print it decoded.
+    ///
+    /// `vmark read DOMAIN MARK` reads what the guest publishes in xenstore;
+    /// `vmark read --source DUMP MARK` finds the mark in the memory of a dump (or of
+    /// `xen:DOMAIN`) without xenstore.
+    Read {
+        /// Domain name or id (with --source: the mark).
+        #[arg(value_name = "DOMAIN")]
+        domain: String,
+        /// Mark, as `module/mark` or `mark`.
+        mark: Option<String>,
+        #[command(flatten)]
+        source: MarkSource,
+        /// Follow members and pointers, e.g. 'sk->sk_rcvbuf' or 'demo_tp->snd_cwnd'
+        /// (needs --source: pointers are translated through the guest's page tables).
+        #[arg(long)]
+        path: Option<String>,
+        /// One JSON object instead of a tree.
+        #[arg(long)]
+        json: bool,
+        /// Retries of a read that a guest write overlapped.
+        #[arg(long, default_value_t = 16)]
+        retries: u32,
+        /// Pause the domain around the read (reports the pause time).
+        #[arg(long)]
+        pause: bool,
+    },
+    /// Sample marks on a timer and/or on guest triggers.
+    Watch {
+        /// Domain name or id.
+        domain: String,
+        /// Marks, as `module/mark` or `mark`.
+        #[arg(required = true)]
+        marks: Vec<String>,
+        /// Sample every PERIOD (e.g. 100ms, 1s).
+        #[arg(long, value_parser = parse_duration)]
+        every: Option<std::time::Duration>,
+        /// Sample when the guest fires VMARK_TRIGGER (event channel).
+        #[arg(long)]
+        on_trigger: bool,
+        /// Output form.
+        #[arg(long, value_enum, default_value = "pretty")]
+        format: Format,
+        /// Fields to show (CSV columns), e.g. `snd_cwnd,srtt_us`.
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Append every sample to this recording (JSON lines).
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
+        /// Stop after N samples.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. 30s).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Retries of a read that a guest write overlapped.
+        #[arg(long, default_value_t = 16)]
+        retries: u32,
+        /// Pause the domain around each read (reports the pause time).
+        #[arg(long)]
+        pause: bool,
+        /// Print only the closing summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Show a built module's marks, or a struct/union layout from its DWARF (like pahole).
+    Inspect {
+        /// The module (.ko) or object (.o).
+        file: std::path::PathBuf,
+        /// Print this struct or union's layout, e.g. 'struct tcp_sock'.
+        #[arg(long = "type", value_name = "NAME")]
+        type_name: Option<String>,
+        /// Machine-readable output (schema: vmark_host::layout).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Processes of a guest kernel (from a dump or xen:DOMAIN; no offsets needed).
+    Ps {
+        #[command(flatten)]
+        source: Source,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Loaded kernel modules of a guest.
+    Modules {
+        #[command(flatten)]
+        source: Source,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kernel symbols to addresses, and addresses to symbol+offset.
+    Sym {
+        #[command(flatten)]
+        source: Source,
+        /// Symbol names (module symbols too).
+        names: Vec<String>,
+        /// An address to name as symbol+offset (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        near: Vec<String>,
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read guest virtual memory (kernel, or a process's with --pid).
+    ReadVa {
+        #[command(flatten)]
+        source: Source,
+        /// Address: 0x hex, decimal, or symbol[+offset].
+        addr: String,
+        /// Bytes to read.
+        len: u64,
+        /// Read in this process's address space.
+        #[arg(long)]
+        pid: Option<i32>,
+        #[command(flatten)]
+        dump: DumpStyle,
+    },
+    /// Read guest physical memory.
+    ReadPa {
+        #[command(flatten)]
+        source: Source,
+        /// Physical address: 0x hex or decimal.
+        addr: String,
+        /// Bytes to read.
+        len: u64,
+        #[command(flatten)]
+        dump: DumpStyle,
+    },
+    /// Plot fields of a recording over time (SVG).
+    Plot {
+        /// Recording (JSON lines, from `watch --record`).
+        recording: std::path::PathBuf,
+        /// Fields of the recorded values, e.g. `snd_cwnd srtt_us`.
+        #[arg(required = true)]
+        fields: Vec<String>,
+        /// Only samples of this mark.
+        #[arg(long)]
+        mark: Option<String>,
+        /// Output file.
+        #[arg(short, long, default_value = "vmark-plot.svg")]
+        output: std::path::PathBuf,
+    },
+}
+
+/// A memory source: a dump file or `xen:DOMAIN`.
+#[derive(clap::Args)]
+struct Source {
+    /// Memory dump (raw, QEMU ELF, xl dump-core, QEMU shared RAM) or xen:NAME|ID.
+    source: String,
+    /// Force the file format instead of detecting it.
+    #[arg(long, value_enum)]
+    format: Option<SourceFormat>,
+}
+
+/// `--source` of list and read.
+#[derive(clap::Args)]
+struct MarkSource {
+    /// Find marks in this memory dump or xen:NAME|ID without xenstore.
+    #[arg(long = "source", id = "source", value_name = "SOURCE")]
+    dump: Option<String>,
+    /// Force the file format instead of detecting it.
+    #[arg(long, value_enum, requires = "source")]
+    format: Option<SourceFormat>,
+}
+
+/// How read-va and read-pa print bytes (default: hex dump with ASCII).
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct DumpStyle {
+    /// One line of hex digits.
+    #[arg(long)]
+    hex: bool,
+    /// The raw bytes.
+    #[arg(long)]
+    raw: bool,
+}
+
+impl DumpStyle {
+    fn style(&self) -> introspect::Dump {
+        match (self.hex, self.raw) {
+            (true, _) => introspect::Dump::Hex,
+            (_, true) => introspect::Dump::Raw,
+            _ => introspect::Dump::Canonical,
+        }
+    }
+}
+
+fn open(
+    source: &str,
+    format: Option<SourceFormat>,
+) -> Result<introspect::Target, introspect::CliError> {
+    introspect::Target::open(&introspect::SourceSpec::parse(source, format)?)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Pretty,
+    Json,
+    Csv,
+}
+
+/// Parses `100ms`, `2s`, `1m`, `500us`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 100ms or 2s"))?;
+    let secs = match unit {
+        "ns" => n / 1e9,
+        "us" | "µs" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} (ns, us, ms, s, m)")),
+    };
+    if !(secs > 0.0 && secs < 1e7) {
+        return Err(format!("{s:?} is not a positive duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vmark: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        Command::Plot {
+            recording,
+            fields,
+            mark,
+            output,
+        } => {
+            let summary =
+                vmark_host::plot::plot_recording(&recording, &fields, mark.as_deref(), &output)?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Inspect {
+            file,
+            type_name,
+            json,
+        } => {
+            let opts = vmark_host::inspect::InspectOptions {
+                type_name,
+                json,
+                pointer_depth: 0,
+            };
+            vmark_host::inspect::inspect(&file, &opts, &mut out)?;
+            Ok(())
+        }
+        Command::Ps { source, json } => Ok(introspect::ps(
+            &open(&source.source, source.format)?,
+            json,
+            &mut out,
+        )?),
+        Command::Modules { source, json } => Ok(introspect::modules(
+            &open(&source.source, source.format)?,
+            json,
+            &mut out,
+        )?),
+        Command::Sym {
+            source,
+            names,
+            near,
+            json,
+        } => {
+            if names.is_empty() && near.is_empty() {
+                return Err("give symbol names and/or --near ADDR".into());
+            }
+            let t = open(&source.source, source.format)?;
+            Ok(introspect::sym(&t, &names, &near, json, &mut out)?)
+        }
+        Command::ReadVa {
+            source,
+            addr,
+            len,
+            pid,
+            dump,
+        } => {
+            let t = open(&source.source, source.format)?;
+            Ok(introspect::read_va(
+                &t,
+                &addr,
+                len,
+                pid,
+                dump.style(),
+                &mut out,
+            )?)
+        }
+        Command::ReadPa {
+            source,
+            addr,
+            len,
+            dump,
+        } => {
+            let t = open(&source.source, source.format)?;
+            Ok(introspect::read_pa(&t, &addr, len, dump.style(), &mut out)?)
+        }
+        Command::List {
+            source:
+                MarkSource {
+                    dump: Some(path),
+                    format,
+                },
+            json,
+            ..
+        } => Ok(introspect::list_marks(
+            &open(&path, format)?,
+            json,
+            &mut out,
+        )?),
+        Command::Read {
+            domain,
+            mark,
+            source:
+                MarkSource {
+                    dump: Some(path),
+                    format,
+                },
+            path: follow,
+            json,
+            retries,
+            pause,
+        } => {
+            // With --source the only positional is the mark.
+            if mark.is_some() {
+                return Err(
+                    "with --source give only the mark: vmark read --source DUMP MARK".into(),
+                );
+            }
+            if pause {
+                return Err("--pause is for live reads through xenstore, not --source".into());
+            }
+            let t = open(&path, format)?;
+            Ok(introspect::read_mark(
+                &t,
+                &domain,
+                follow.as_deref(),
+                json,
+                retries,
+                &mut out,
+            )?)
+        }
+        live => run_live(live, &mut out),
+    }
+}
+
+#[cfg(feature = "xen")]
+fn run_live(
+    command: Command,
+    out: &mut dyn std::io::Write,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use vmark_host::live;
+    match command {
+        Command::List { domain, json, .. } => live::list(domain.as_deref(), json, out)?,
+        Command::Read {
+            domain,
+            mark,
+            path,
+            json,
+            retries,
+            pause,
+            ..
+        } => {
+            let Some(mark) = mark else {
+                return Err("give the domain and the mark: vmark read DOMAIN MARK".into());
+            };
+            if path.is_some() {
+                return Err(
+                    "--path needs a translation source: vmark read --source xen:DOMAIN MARK --path P"
+                        .into(),
+                );
+            }
+            live::read(&domain, &mark, json, retries, pause, out)?
+        }
+        Command::Watch {
+            domain,
+            marks,
+            every,
+            on_trigger,
+            format,
+            fields,
+            record,
+            count,
+            duration,
+            retries,
+            pause,
+            quiet,
+        } => {
+            let opts = live::WatchOptions {
+                domain,
+                marks,
+                every,
+                on_trigger,
+                format: match format {
+                    Format::Pretty => live::Format::Pretty,
+                    Format::Json => live::Format::Json,
+                    Format::Csv => live::Format::Csv,
+                },
+                fields,
+                record,
+                count,
+                duration,
+                retries,
+                pause,
+                quiet,
+            };
+            let mut stats = live::watch(&opts, out)?;
+            eprintln!("{}", stats.summary());
+        }
+        _ => unreachable!("handled in run"),
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "xen"))]
+fn run_live(_: Command, _: &mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>> {
+    Err("this vmark was built without Xen support; rebuild with `cargo build --release -p vmark-host --features xen`".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vmark").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn introspection_commands_parse() {
+        match parse(&["ps", "d.elf", "--format", "xen-core", "--json"]).unwrap() {
+            Command::Ps { source, json } => {
+                assert_eq!(source.source, "d.elf");
+                assert_eq!(source.format, Some(SourceFormat::XenCore));
+                assert!(json);
+            }
+            _ => panic!("not ps"),
+        }
+        match parse(&[
+            "sym",
+            "xen:g",
+            "init_task",
+            "modules",
+            "--near",
+            "0xffffffff81000000",
+        ])
+        .unwrap()
+        {
+            Command::Sym {
+                source,
+                names,
+                near,
+                ..
+            } => {
+                assert_eq!(source.source, "xen:g");
+                assert_eq!(names, ["init_task", "modules"]);
+                assert_eq!(near, ["0xffffffff81000000"]);
+            }
+            _ => panic!("not sym"),
+        }
+        match parse(&["read-va", "d", "linux_banner", "64", "--raw"]).unwrap() {
+            Command::ReadVa {
+                addr, len, dump, ..
+            } => {
+                assert_eq!((addr.as_str(), len), ("linux_banner", 64));
+                assert!(dump.style() == introspect::Dump::Raw);
+            }
+            _ => panic!("not read-va"),
+        }
+        assert!(parse(&["read-pa", "d", "0x1000", "16", "--raw", "--hex"]).is_err());
+        assert!(parse(&["read-pa", "d", "0x1000"]).is_err());
+        assert!(parse(&["ps", "d", "--format", "vmdk"]).is_err());
+    }
+
+    #[test]
+    fn list_and_read_take_a_source() {
+        match parse(&[
+            "read",
+            "--source",
+            "d.elf",
+            "demo_tp",
+            "--path",
+            "demo_tp->snd_cwnd",
+        ])
+        .unwrap()
+        {
+            Command::Read {
+                domain,
+                mark,
+                source,
+                path,
+                ..
+            } => {
+                assert_eq!(domain, "demo_tp");
+                assert_eq!(mark, None);
+                assert_eq!(source.dump.as_deref(), Some("d.elf"));
+                assert_eq!(path.as_deref(), Some("demo_tp->snd_cwnd"));
+            }
+            _ => panic!("not read"),
+        }
+        match parse(&["read", "guest", "counter"]).unwrap() {
+            Command::Read {
+                domain,
+                mark,
+                source,
+                ..
+            } => {
+                assert_eq!(
+                    (domain.as_str(), mark.as_deref()),
+                    ("guest", Some("counter"))
+                );
+                assert!(source.dump.is_none());
+            }
+            _ => panic!("not read"),
+        }
+        assert!(parse(&["list", "--source", "d.elf", "--format", "raw"]).is_ok());
+        assert!(parse(&["list", "guest", "--source", "d.elf"]).is_err());
+        assert!(parse(&["list", "--format", "raw"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

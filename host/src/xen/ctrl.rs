@@ -1,0 +1,107 @@
+//! libxenctrl: pausing a domain around a read (`--pause`), and what introspecting a live
+//! domain needs to know about it (its kind, size and vCPU control registers).
+
+use super::{last_error, XenError};
+use crate::introspect::phys::VcpuState;
+use xenctrl_sys as sys;
+
+/// An open libxenctrl interface.
+pub struct XenControl {
+    xch: *mut sys::xc_interface,
+}
+
+// SAFETY: an xc_interface wraps a privcmd descriptor; libxenctrl serialises its own
+// hypercall buffers. The host uses it from one task at a time.
+unsafe impl Send for XenControl {}
+
+impl XenControl {
+    /// Opens libxenctrl.
+    pub fn open() -> Result<Self, XenError> {
+        // SAFETY: null loggers, no flags.
+        let xch = unsafe { sys::xc_interface_open(std::ptr::null_mut(), std::ptr::null_mut(), 0) };
+        if xch.is_null() {
+            return Err(last_error("xc_interface_open"));
+        }
+        Ok(XenControl { xch })
+    }
+
+    /// Pauses `domid`.
+    pub fn pause(&self, domid: u32) -> Result<(), XenError> {
+        // SAFETY: `xch` is open; Xen validates the domain id.
+        if unsafe { sys::xc_domain_pause(self.xch, domid) } != 0 {
+            return Err(last_error("xc_domain_pause"));
+        }
+        Ok(())
+    }
+
+    /// Unpauses `domid`.
+    pub fn unpause(&self, domid: u32) -> Result<(), XenError> {
+        // SAFETY: as `pause`.
+        if unsafe { sys::xc_domain_unpause(self.xch, domid) } != 0 {
+            return Err(last_error("xc_domain_unpause"));
+        }
+        Ok(())
+    }
+}
+
+/// What introspection needs to know about a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// HVM or PVH (page tables hold guest frames) rather than PV (machine frames).
+    pub hvm: bool,
+    /// Highest vCPU id.
+    pub max_vcpu_id: u32,
+    /// Highest guest frame number the domain has mapped (`xc_domain_maximum_gpfn`).
+    pub max_gpfn: u64,
+}
+
+impl XenControl {
+    /// Kind and size of `domid`.
+    pub fn domain_info(&self, domid: u32) -> Result<DomainInfo, XenError> {
+        let mut info = sys::xc_domaininfo_t::default();
+        // SAFETY: `xch` is open and `info` is one writable xc_domaininfo_t, as asked for.
+        let n = unsafe { sys::xc_domain_getinfolist(self.xch, domid, 1, &mut info) };
+        if n != 1 || u32::from(info.domain) != domid {
+            return Err(last_error("xc_domain_getinfolist"));
+        }
+        let mut gpfns: sys::xen_pfn_t = 0;
+        // SAFETY: `xch` is open; `gpfns` is one writable xen_pfn_t.
+        if unsafe { sys::xc_domain_maximum_gpfn(self.xch, domid, &mut gpfns) } < 0 {
+            return Err(last_error("xc_domain_maximum_gpfn"));
+        }
+        Ok(DomainInfo {
+            hvm: info.flags & sys::XEN_DOMINF_hvm_guest != 0,
+            max_vcpu_id: info.max_vcpu_id,
+            max_gpfn: gpfns as u64,
+        })
+    }
+
+    /// Control registers of vCPU `vcpu` of a 64-bit domain. CR3 holds a guest frame for
+    /// HVM/PVH and a machine frame for PV guests: what a foreign mapping takes either way.
+    pub fn vcpu_state(&self, domid: u32, vcpu: u32) -> Result<VcpuState, XenError> {
+        let mut ctx = sys::vcpu_guest_context_any_t::default();
+        // SAFETY: `xch` is open and `ctx` is a writable vcpu_guest_context_any_t, the size
+        // libxenctrl writes for any guest width.
+        if unsafe { sys::xc_vcpu_getcontext(self.xch, domid, vcpu, &mut ctx) } != 0 {
+            return Err(last_error("xc_vcpu_getcontext"));
+        }
+        // SAFETY: every field of the x86-64 view is a plain integer, so any bytes
+        // libxenctrl wrote (or the zeroes of `default`) are a valid value of it.
+        let x64 = unsafe { ctx.x64 };
+        Ok(VcpuState {
+            cr0: x64.ctrlreg[0],
+            cr3: x64.ctrlreg[3],
+            cr4: x64.ctrlreg[4],
+            ..VcpuState::default()
+        })
+    }
+}
+
+impl Drop for XenControl {
+    fn drop(&mut self) {
+        // SAFETY: closing the interface opened in `open`, once.
+        unsafe {
+            sys::xc_interface_close(self.xch);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# dom0 side of the end-to-end test (tests/e2e_xen.rs), run by dom0-init.sh:
+# starts one guest per TYPE (pv, pvh) whose /init is guest-init.sh, drives each
+# through the scenario below by typing commands on its console, runs `vmark`
+# list/read/watch against it and leaves every output under OUT/<guest>/ for
+# the Rust test to check.  It asserts nothing itself; it only says "E2E ..."
+# progress lines and keeps every wait bounded.
+#
+#   dom0-scenario.sh VMARK KERNEL RAMDISK TYPE...
+set -u
+VMARK=$1 KERNEL=$2 RAMDISK=$3
+shift 3
+OUT=$VMARK_E2E_W/out
+LOGS=/var/log/xen/console
+# Run vmark from dom0's RAM, not over 9p (each start would read it again).
+cp "$VMARK" /tmp/vmark && VMARK=/tmp/vmark
+declare -A TTY SEQ
+
+say() { echo "E2E $*"; }
+log_of() { echo "$LOGS/guest-$1.log"; }
+now() { date +%s.%N; }
+
+# wait_log GUEST REGEX SECONDS: waits until the guest's console shows REGEX.
+wait_log() {
+	local i
+	for i in $(seq 1 $(($3 * 5))); do
+		grep -aqE "$2" "$(log_of "$1")" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	say "TIMEOUT: $1 never printed /$2/ within $3 s"
+	return 1
+}
+
+# g GUEST COMMAND [SECONDS]: runs COMMAND in the guest (guest-init.sh), waits.
+g() {
+	local n=$((SEQ[$1] + 1)) rc
+	SEQ[$1]=$n
+	echo "$(now) $1 <- $2" >> "$OUT/$1/commands.log"
+	printf '%s %s\n' "$n" "$2" > "${TTY[$1]}"
+	wait_log "$1" "^VMARK-DONE $n " "${3:-60}" || return 1
+	rc=$(grep -a "^VMARK-DONE $n " "$(log_of "$1")" | tr -d '\r' | awk '{print $3}')
+	echo "$(now) $1 rc=$rc" >> "$OUT/$1/commands.log"
+	[ "$rc" = 0 ] || say "$1: '$2' failed in the guest (rc $rc)"
+	return "$rc"
+}
+
+# cost GUEST FILE: the guest's last "VMARK-CTL trigger N in T ns" line into FILE.
+cost() {
+	grep -a "^VMARK-CTL trigger " "$(log_of "$1")" | tr -d '\r' | tail -n 1 |
+		sed "s/^VMARK-CTL trigger //" > "$OUT/$1/$2"
+}
+
+# grab GUEST KIND TAG: the guest's "VMARK-KIND TAG ..." lines into a file.
+grab() {
+	grep -a "^VMARK-$2 $3 " "$(log_of "$1")" | tr -d '\r' |
+		sed "s/^VMARK-$2 $3 //" > "$OUT/$1/$(echo "$2" | tr A-Z a-z)-$3.txt"
+}
+
+MARKS="counter demo_state demo_hist demo_tcp demo_tp"
+# reads GUEST TAG: vmark read --json of every mark.
+reads() {
+	local m
+	for m in $MARKS; do
+		"$VMARK" read "$1" "$m" --json > "$OUT/$1/read-$2-$m.json" 2> "$OUT/$1/read-$2-$m.err"
+	done
+}
+
+# watch_start GUEST NAME [ARGS]: vmark watch GUEST counter --on-trigger in the
+# background, recording to OUT/GUEST/NAME.jsonl; WPID is its pid.
+watch_start() {
+	local gname=$1 w=$2
+	shift 2
+	"$VMARK" watch "$gname" counter --on-trigger --format json \
+		--record "$OUT/$gname/$w.jsonl" "$@" \
+		> "$OUT/$gname/$w.out" 2> "$OUT/$gname/$w.err" &
+	WPID=$!
+	echo "$(now) $gname watch $w started (pid $WPID)" >> "$OUT/$gname/commands.log"
+	# It binds the event channel and calibrates the clocks (a few pings).
+	sleep 3
+	kill -0 $WPID 2>/dev/null || say "$gname: watch $w exited early: $(tail -n 3 "$OUT/$gname/$w.err")"
+}
+
+# watch_stop GUEST NAME [SIGNAL]: stops it (INT: it prints its summary).
+watch_stop() {
+	local i
+	kill -"${3:-INT}" $WPID 2>/dev/null
+	for i in $(seq 1 50); do
+		kill -0 $WPID 2>/dev/null || break
+		sleep 0.2
+	done
+	if kill -0 $WPID 2>/dev/null; then
+		say "$1: watch $2 did not stop on SIG${3:-INT}; killed"
+		kill -9 $WPID
+	fi
+	wait $WPID 2>/dev/null
+	echo "$? " > "$OUT/$1/$2.rc"
+	echo "$(now) $1 watch $2 stopped" >> "$OUT/$1/commands.log"
+}
+
+create() {
+	local name=$1 type=$2 dom
+	mkdir -p "$OUT/$name"
+	cat > "/tmp/$name.cfg" <<CFG
+name = "$name"
+type = "$type"
+kernel = "$KERNEL"
+ramdisk = "$RAMDISK"
+extra = "console=hvc0 quiet loglevel=4"
+memory = 160
+vcpus = 1
+on_poweroff = "preserve"
+on_crash = "preserve"
+CFG
+	if ! xl create "/tmp/$name.cfg" > "$OUT/$name/xl-create.txt" 2>&1; then
+		say "$name: xl create failed: $(tail -n 2 "$OUT/$name/xl-create.txt")"
+		return 1
+	fi
+	SEQ[$name]=0
+	say "$name ($type) created"
+}
+
+# wait_up GUEST: waits (180 s at most) for the guest's /init to be ready; gives
+# up at once when the domain shut down or crashed.
+wait_up() {
+	local i state
+	for i in $(seq 1 900); do
+		grep -aq "^VMARK-GUEST ready" "$(log_of "$1")" 2>/dev/null && return 0
+		state=$(xl list "$1" 2>/dev/null | awk 'NR == 2 {print $5}')
+		case "$state" in
+		*s* | *c*) say "$1: the domain is down (state $state) before its /init ran"; return 1 ;;
+		esac
+		sleep 0.2
+	done
+	say "TIMEOUT: $1 not ready within 180 s"
+	return 1
+}
+
+# Diagnostics of a guest that did not come up.
+diagnose() {
+	local name=$1
+	say "$name did not come up; state: $(xl list "$name" 2>&1 | tail -n 1)"
+	{
+		xl list
+		xl dmesg
+	} > "$OUT/$name/diagnosis.txt" 2>&1
+	cp /var/log/xen/xl-"$name".log "$OUT/$name/" 2>/dev/null
+	# Why it died before its console worked: see the HVM-exit trace taken while
+	# the guests started (xentrace.bin; tests/e2e/xentrace-exits.py decodes it).
+}
+
+scenario() {
+	local G=$1 d=$OUT/$1
+	say "$G: (a,b) list and read"
+	"$VMARK" list "$G" --json > "$d/list.json" 2> "$d/list.err"
+	"$VMARK" list "$G" > "$d/list.txt" 2>&1
+	g "$G" "values A"; grab "$G" VAL A
+	reads "$G" A
+
+	say "$G: (c) bump 5"
+	g "$G" "ctl bump 5"
+	g "$G" "values B"; grab "$G" VAL B
+	reads "$G" B
+
+	say "$G: (d) 50 triggers in 5 bursts under watch --on-trigger"
+	watch_start "$G" watch1
+	g "$G" "status S0"; grab "$G" STATUS S0
+	g "$G" "bursts 10 5 0.3"
+	sleep 2
+	g "$G" "status S1"; grab "$G" STATUS S1
+	g "$G" "values D"; grab "$G" VAL D
+
+	say "$G: (e) rmmod / insmod marks_demo under the same watch"
+	g "$G" demo_out
+	sleep 3
+	g "$G" demo_in
+	sleep 3
+	g "$G" "ctl trigger 7"
+	sleep 2
+	watch_stop "$G" watch1
+	g "$G" "status S2"; grab "$G" STATUS S2
+
+	say "$G: (f) host restart mid-watch"
+	watch_start "$G" watch2
+	g "$G" "ctl trigger 5"
+	sleep 1
+	watch_stop "$G" watch2 KILL
+	g "$G" "ctl trigger 3"
+	watch_start "$G" watch3
+	g "$G" "status S3"; grab "$G" STATUS S3
+	g "$G" "bursts 10 3 0.3"
+	sleep 2
+	watch_stop "$G" watch3
+	g "$G" "status S4"; grab "$G" STATUS S4
+
+	say "$G: cost of VMARK_TRIGGER (100000 in the guest)"
+	g "$G" "ctl trigger 100000" 120; cost "$G" cost-nolistener.txt
+	watch_start "$G" watch4 --quiet
+	g "$G" "ctl trigger 100000" 120; cost "$G" cost-listener.txt
+	sleep 2
+	watch_stop "$G" watch4
+	g "$G" helper_out
+	g "$G" "ctl trigger 100000" 120; cost "$G" cost-nohelper.txt
+	g "$G" helper_in
+	sleep 2
+	"$VMARK" list "$G" --json > "$d/list-end.json" 2> "$d/list-end.err"
+	g "$G" "values Z"; grab "$G" VAL Z
+	say "$G: done"
+}
+
+up="" down=""
+# A trace of the guests' first seconds (HVM exits), for diagnosing a guest that dies
+# before its console works (tests/e2e/xentrace-exits.py reads it).
+if [[ " $* " == *" pvh "* ]]; then
+	/usr/sbin/xentrace -D -S 256 -e 0x0008f000 /tmp/xentrace.bin > "$OUT/xentrace.log" 2>&1 &
+	TRACE_PID=$!
+	sleep 1
+fi
+for t in "$@"; do create "vm-$t" "$t" || true; done
+for t in "$@"; do
+	G=vm-$t
+	[ -d "$OUT/$G" ] && xl domid "$G" >/dev/null 2>&1 || { down="$down $G"; continue; }
+	if wait_up "$G"; then
+		DOM=$(xl domid "$G")
+		TTY[$G]=$(xenstore-read "/local/domain/$DOM/console/tty")
+		echo "$DOM" > "$OUT/$G/domid"
+		up="$up $G"
+		say "$G is up (domain $DOM)"
+	else
+		down="$down $G"
+	fi
+done
+if [ -n "${TRACE_PID:-}" ]; then
+	# xentrace cannot write to 9p (its buffers are foreign mappings): it wrote to /tmp.
+	kill -INT "$TRACE_PID"
+	wait "$TRACE_PID"
+	cp /tmp/xentrace.bin "$OUT/" 2>/dev/null
+fi
+"$VMARK" list --json > "$OUT/list-all.json" 2> "$OUT/list-all.err"
+for G in $up; do
+	scenario "$G"
+	g "$G" poweroff 10
+	wait_log "$G" "^VMARK-GUEST done" 30
+done
+for G in $down; do diagnose "$G"; done
+sleep 1
+for t in "$@"; do
+	cp "$(log_of "vm-$t")" "$OUT/vm-$t/console.log" 2>/dev/null
+done
+xl dmesg > "$OUT/xl-dmesg.txt" 2>&1
+exit 0

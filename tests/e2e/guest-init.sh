@@ -1,0 +1,52 @@
+#!/bin/busybox sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# /init of an end-to-end test guest (tests/e2e_xen.rs): loads vmark_helper and
+# marks_demo, then runs commands that dom0 (dom0-scenario.sh) types on its
+# console, one per line: "N COMMAND ARGS...".  After each it prints
+# "VMARK-DONE N RC", so dom0 knows when it finished and how.  Everything goes to
+# the console (hvc0), which xenconsoled logs in dom0.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t debugfs debugfs /sys/kernel/debug
+stty -echo 2>/dev/null
+
+D=/sys/kernel/debug/vmark_demo
+# values TAG: the guest's own view of marks_demo's variables.
+values() { sed "s/^/VMARK-VAL $1 /" $D/values; }
+# status TAG: vmark_helper's counters.
+status() { sed "s/^/VMARK-STATUS $1 /" /sys/kernel/debug/vmark/status; }
+# ctl WORDS: a marks_demo command (bump N, trigger N); prints its timing line.
+ctl() {
+	echo "$*" > $D/ctl || return 1
+	dmesg | grep -o 'marks_demo: .*' | tail -n 1 | sed 's/^marks_demo: /VMARK-CTL /'
+}
+# bursts N K PAUSE: K bursts of N triggers, PAUSE seconds apart.
+bursts() {
+	local i=0
+	while [ $i -lt "$2" ]; do
+		echo "trigger $1" > $D/ctl || return 1
+		i=$((i + 1))
+		sleep "$3"
+	done
+}
+demo_in() { insmod /marks_demo.ko; }
+demo_out() { rmmod marks_demo; }
+helper_in() { insmod /vmark_helper.ko; }
+helper_out() { rmmod vmark_helper; }
+
+echo "VMARK-GUEST up"
+helper_in || echo "VMARK-FAIL insmod vmark_helper"
+demo_in || echo "VMARK-FAIL insmod marks_demo"
+echo "VMARK-GUEST ready"
+while read -r n cmd; do
+	[ -n "$n" ] || continue
+	[ "$cmd" = poweroff ] && { echo "VMARK-DONE $n 0"; break; }
+	eval "$cmd"
+	echo "VMARK-DONE $n $?"
+done
+dmesg | grep -iE 'vmark|marks_demo|BUG|WARNING|Oops' | sed 's/^/DMESG /'
+echo "VMARK-GUEST done"
+sleep 1
+poweroff -f

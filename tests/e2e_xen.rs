@@ -1,0 +1,766 @@
+//! End to end on real Xen: boots Xen 4.17 with a Debian dom0 under QEMU (TCG), one PV and
+//! one PVH guest running `vmark_helper.ko` and `examples/marks-demo`, and checks from dom0
+//! with the real `vmark` binary that
+//!
+//! (a) `vmark list` shows the 5 marks of marks_demo in each guest;
+//! (b) `vmark read --json` decodes what the guest itself reports (its debugfs `values`):
+//!     the counter, the struct's fields (bitfields, anonymous union, enum, char array),
+//!     the array, fields of the `struct tcp_sock` copy and the pointer to it;
+//! (c) a value the guest changes (`bump 5`) is read changed;
+//! (d) 50 triggers fired in 5 bursts under `vmark watch --on-trigger` are all accounted
+//!     for by the samples' `folded` counts, as the helper's own counters say;
+//! (e) `rmmod marks_demo` makes the running watch report `withdrawn`, `insmod` `back`,
+//!     and the triggers after that are counted;
+//! (f) a watch killed and started again sees the triggers fired after its start.
+//!
+//! It also measures the trigger→sample latency (the watch summaries) and the guest-side
+//! cost of `VMARK_TRIGGER` with a listener, without one, and without the helper, and prints
+//! the figures. The scripts are in `tests/e2e/` (boot.sh boots, dom0-scenario.sh drives the
+//! guests from dom0 and leaves every output in `target/e2e/run/out/`); this file builds
+//! what they need, runs them with a time limit and asserts on what they left.
+//!
+//! A missing prerequisite (QEMU, Xen, the kernel or its headers, busybox) fails the test,
+//! naming `tests/install-deps.sh`. Every log stays under `target/e2e/run/`.
+//!
+//! A guest that dies before its console works is diagnosed from dom0: an HVM-exit trace of
+//! the guests' first seconds (`out/xentrace.bin`, decoded into `out/xentrace-exits.txt`)
+//! (symbols: `kallsyms-finder` from PyPI's vmlinux-to-elf on the decompressed vmlinuz).
+//!
+//! Environment: `VMARK_E2E_GUESTS=pv` (or `pvh`) runs one kind of guest only;
+//! `VMARK_E2E_CHECK_ONLY=1` checks what the last run left without booting again.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use vmark_tests::kbuild::{copy_sources, kernel_build_dir};
+use vmark_tests::kmod::{self, workspace_root};
+
+const INSTALL: &str = "run `sudo tests/install-deps.sh` (QEMU, Xen 4.17, the Debian kernel and headers, busybox-static, cpio)";
+/// QEMU's own limit (boot.sh kills it then) and ours, a little later.
+const QEMU_TIMEOUT: Duration = Duration::from_secs(480);
+const HARD_TIMEOUT: Duration = Duration::from_secs(540);
+const ALL_GUESTS: [(&str, &str); 2] = [("vm-pv", "pv"), ("vm-pvh", "pvh")];
+
+/// The guests to run: both, or those `VMARK_E2E_GUESTS` names (`pv`, `pvh`; for working
+/// on one kind).
+fn guests() -> Vec<(&'static str, &'static str)> {
+    let only = std::env::var("VMARK_E2E_GUESTS").unwrap_or_default();
+    ALL_GUESTS
+        .into_iter()
+        .filter(|(_, ty)| only.is_empty() || only.split([' ', ',']).any(|o| o == *ty))
+        .collect()
+}
+const MARKS: [&str; 5] = ["counter", "demo_state", "demo_hist", "demo_tcp", "demo_tp"];
+
+fn progress(msg: &str) {
+    eprintln!("e2e: {msg}");
+}
+
+fn run_dir() -> PathBuf {
+    workspace_root().join("target/e2e/run")
+}
+
+/// The Debian kernel release the guests and dom0 run: the one whose headers the modules
+/// are built against, with its vmlinuz in /boot.
+fn kernel_release() -> Result<String, String> {
+    let build = kernel_build_dir()?;
+    let canon = std::fs::canonicalize(&build).unwrap_or(build.clone());
+    let rel = build
+        .strip_prefix("/lib/modules")
+        .ok()
+        .and_then(|p| p.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .or_else(|| {
+            canon.file_name().map(|n| {
+                n.to_string_lossy()
+                    .trim_start_matches("linux-headers-")
+                    .to_string()
+            })
+        })
+        .ok_or_else(|| format!("cannot tell the kernel release of {}", build.display()))?;
+    for f in [
+        format!("/boot/vmlinuz-{rel}"),
+        format!("/lib/modules/{rel}/kernel/fs/9p/9p.ko"),
+    ] {
+        if !Path::new(&f).exists() {
+            return Err(format!("{f} is missing (kernel {rel}); {INSTALL}"));
+        }
+    }
+    Ok(rel)
+}
+
+fn require_tools() -> Result<(), String> {
+    let mut missing = Vec::new();
+    for tool in ["qemu-system-x86_64", "cpio", "gzip", "make", "gcc"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            missing.push(tool.to_string());
+        }
+    }
+    for f in [
+        "/usr/lib/xen-4.17/bin/xl",
+        "/bin/busybox",
+        "/usr/sbin/xentrace",
+    ] {
+        if !Path::new(f).exists() {
+            missing.push(f.to_string());
+        }
+    }
+    let xen = std::fs::read_dir("/boot")
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("xen-4.17") && n.ends_with("-amd64.gz")
+            })
+        })
+        .unwrap_or(false);
+    if !xen {
+        missing.push("/boot/xen-4.17-amd64.gz".into());
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing: {}; {INSTALL}", missing.join(", ")))
+    }
+}
+
+/// Newest modification time of the files under `dir` (recursively).
+fn newest(dir: &Path) -> SystemTime {
+    let mut t = SystemTime::UNIX_EPOCH;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let m = if p.is_dir() {
+                newest(&p)
+            } else {
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            };
+            t = t.max(m);
+        }
+    }
+    t
+}
+
+/// The release `vmark` with Xen support: `target/release/vmark` when `tests/run` (or a
+/// developer) built it after the last change of its sources and it has Xen support; else
+/// built now in a target directory of its own, so this never waits on the build lock of
+/// the `cargo test` that runs it.
+fn vmark_binary() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let sources = ["host", "shared-proto", "Cargo.lock", "Cargo.toml"]
+        .iter()
+        .map(|p| {
+            let p = root.join(p);
+            if p.is_dir() {
+                newest(&p)
+            } else {
+                p.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            }
+        })
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let has_xen = |bin: &Path| {
+        // Without the feature every live command says so; with it, it tries Xen.
+        Command::new(bin)
+            .args(["list", "--json"])
+            .output()
+            .map(|o| !String::from_utf8_lossy(&o.stderr).contains("without Xen support"))
+            .unwrap_or(false)
+    };
+    for cand in [
+        root.join("target/release/vmark"),
+        root.join("target/e2e/release/vmark"),
+    ] {
+        let fresh = cand
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= sources);
+        if fresh && has_xen(&cand) {
+            return Ok(cand);
+        }
+    }
+    progress("building vmark (release, Xen support) in target/e2e");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--target-dir",
+            "target/e2e",
+            "-p",
+            "vmark-host",
+            "--features",
+            "xen",
+        ])
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    let bin = root.join("target/e2e/release/vmark");
+    if !st.success() || !bin.is_file() {
+        return Err(format!(
+            "cargo build --release -p vmark-host --features xen failed ({st}); libxen-dev and libclang-dev come from {INSTALL}"
+        ));
+    }
+    Ok(bin)
+}
+
+/// vmark_helper.ko, built with Kbuild in a copy of guest-kmod/ (its includes are relative:
+/// the copy sits beside links to shared-proto/ and buildmacros/).
+fn build_helper(build: &Path, kdir: &Path) -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let _ = std::fs::create_dir_all(build);
+    for d in ["shared-proto", "buildmacros"] {
+        let link = build.join(d);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(root.join(d), &link)
+                .map_err(|e| format!("linking {}: {e}", link.display()))?;
+        }
+    }
+    let work = build.join("guest-kmod");
+    copy_sources(&root.join("guest-kmod"), &work)?;
+    let out = Command::new("make")
+        .current_dir(&work)
+        .arg(format!("KDIR={}", kdir.display()))
+        .output()
+        .map_err(|e| format!("running make: {e}; {INSTALL}"))?;
+    let ko = work.join("vmark_helper.ko");
+    if !out.status.success() || !ko.is_file() {
+        return Err(format!(
+            "building vmark_helper.ko failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(ko)
+}
+
+/// Runs boot.sh in its own process group, its progress lines on our stderr; kills the
+/// whole group (QEMU included) if it outlives HARD_TIMEOUT.
+fn boot(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> Result<i32, String> {
+    let script = workspace_root().join("tests/e2e/boot.sh");
+    let mut cmd = Command::new(&script);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(st.code().unwrap_or(-1));
+        }
+        if start.elapsed() > HARD_TIMEOUT {
+            // SAFETY: plain kill(2) of the process group we created for boot.sh.
+            unsafe { kill(-(child.id() as i32), 9) };
+            let _ = child.wait();
+            return Err(format!(
+                "the nested Xen run did not end within {} s: killed (QEMU included)",
+                HARD_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+
+// ---- reading what dom0 left -------------------------------------------------------------
+
+fn read_text(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+/// `name=value` lines (the guest's debugfs values, tagged by dom0).
+fn guest_values(p: &Path) -> Option<BTreeMap<String, String>> {
+    let t = read_text(p)?;
+    let m: BTreeMap<String, String> = t
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+fn json_line(p: &Path) -> Result<Value, String> {
+    let t = read_text(p).ok_or_else(|| format!("{} is missing", p.display()))?;
+    serde_json::from_str(t.trim()).map_err(|e| {
+        let err = read_text(&p.with_extension("err")).unwrap_or_default();
+        format!("{}: not JSON ({e}): {t:?} stderr: {err}", p.display())
+    })
+}
+
+fn json_lines(p: &Path) -> Vec<Value> {
+    read_text(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// A decoded value by dotted path (`addr.port`), or by index (`3`) into arrays.
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, k| match v {
+        Value::Array(a) => a.get(k.parse::<usize>().ok()?),
+        _ => v.get(k),
+    })
+}
+
+/// A JSON scalar as the guest's `%u`/`%d`/`%s` prints it.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Values printed by a watch's closing summary (stderr).
+fn summary_line(err: &str, prefix: &str) -> Option<String> {
+    err.lines()
+        .find(|l| l.starts_with(prefix))
+        .map(|l| l.trim().to_string())
+}
+
+fn folded_sum(samples: &[Value]) -> u64 {
+    samples
+        .iter()
+        .filter(|v| v.get("event").is_none())
+        .filter_map(|v| v.get("folded")?.as_u64())
+        .sum()
+}
+
+/// `triggers N` of the helper's debugfs status.
+fn status_triggers(p: &Path) -> Option<u64> {
+    read_text(p)?
+        .lines()
+        .find_map(|l| l.strip_prefix("triggers ")?.trim().parse().ok())
+}
+
+/// ns per trigger from marks_demo's "100000 in N ns" line.
+fn cost_per_trigger(p: &Path) -> Option<f64> {
+    let t = read_text(p)?;
+    let w: Vec<&str> = t.split_whitespace().collect();
+    let n: f64 = w.first()?.parse().ok()?;
+    let ns: f64 = w.get(2)?.parse().ok()?;
+    Some(ns / n)
+}
+
+/// Checks of one guest; pushes failures, returns measured figures for the report.
+fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
+    let d = out.join(guest);
+    let mut figures = Vec::new();
+    let mut bad = |m: String| fail.push(format!("[{guest}] {m}"));
+    if !d.join("domid").is_file() {
+        let why = read_text(&d.join("xl-create.txt")).unwrap_or_default();
+        bad(format!(
+            "the guest never came up (xl create said: {}); see {}/diagnosis.txt, console.log and {}/xentrace-exits.txt, whose last HVM exits are:\n      {}",
+            why.trim(),
+            d.display(),
+            out.display(),
+            read_text(&out.join("xentrace-exits.txt"))
+                .map(|t| {
+                    let l: Vec<&str> = t.lines().filter(|l| !l.starts_with("event")).collect();
+                    l[l.len().saturating_sub(14)..].join("\n      ")
+                })
+                .unwrap_or_else(|| "(no trace)".into())
+        ));
+        return figures;
+    }
+
+    // (a) list
+    match json_line(&d.join("list.json")) {
+        Ok(Value::Array(rows)) => {
+            let expect = [
+                ("counter", "u64", 8, true),
+                ("demo_state", "struct demo_state", 40, false),
+                ("demo_hist", "u32[8]", 32, false),
+                ("demo_tcp", "struct tcp_sock", 0, false),
+                ("demo_tp", "struct tcp_sock *", 8, false),
+            ];
+            for (mark, ty, size, trig) in expect {
+                let row = rows.iter().find(|r| {
+                    r["mark"] == mark && r["module"] == "marks_demo" && r["domain"] == guest
+                });
+                let Some(row) = row else {
+                    bad(format!(
+                        "(a) vmark list does not show marks_demo/{mark}: {rows:?}"
+                    ));
+                    continue;
+                };
+                if row["type"] != ty {
+                    bad(format!("(a) {mark}: type {} (want {ty})", row["type"]));
+                }
+                if size != 0 && row["size"] != size {
+                    bad(format!("(a) {mark}: size {} (want {size})", row["size"]));
+                }
+                let flags = row["flags"].as_str().unwrap_or("");
+                if trig != flags.contains("trigger") {
+                    bad(format!("(a) {mark}: flags {flags:?}"));
+                }
+            }
+            let errors: Vec<&Value> = rows.iter().filter(|r| r.get("error").is_some()).collect();
+            if !errors.is_empty() {
+                bad(format!("(a) vmark list reports errors: {errors:?}"));
+            }
+        }
+        Ok(other) => bad(format!("(a) vmark list --json is no array: {other}")),
+        Err(e) => bad(format!("(a) {e}")),
+    }
+
+    // (b), (c): the host's decode against the guest's own values, before and after bump 5.
+    let demo_tcp_gva = read_text(&d.join("status-S0.txt")).and_then(|s| {
+        s.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"mark") && w.get(2) == Some(&"demo_tcp"))
+                .then(|| w.get(6).map(|s| s.to_string()))
+                .flatten()
+        })
+    });
+    let mut counters = Vec::new();
+    for tag in ["A", "B"] {
+        let what = if tag == "A" { "(b)" } else { "(c)" };
+        let Some(vals) = guest_values(&d.join(format!("val-{tag}.txt"))) else {
+            bad(format!("{what} the guest's values {tag} are missing"));
+            continue;
+        };
+        let mut reads = BTreeMap::new();
+        for m in MARKS {
+            match json_line(&d.join(format!("read-{tag}-{m}.json"))) {
+                Ok(v) => {
+                    if v["consistent"] != true {
+                        bad(format!("{what} read {m}: not consistent: {v}"));
+                    }
+                    reads.insert(m, v["value"].clone());
+                }
+                Err(e) => bad(format!("{what} vmark read {m}: {e}")),
+            }
+        }
+        let mut compared = 0;
+        for (key, want) in &vals {
+            let host = if let Some(f) = key.strip_prefix("demo_state.") {
+                reads.get("demo_state").and_then(|v| at(v, f))
+            } else if let Some(f) = key.strip_prefix("demo_tcp.") {
+                reads.get("demo_tcp").and_then(|v| at(v, f))
+            } else if let Some(i) = key
+                .strip_prefix("demo_hist[")
+                .and_then(|r| r.strip_suffix(']'))
+            {
+                reads.get("demo_hist").and_then(|v| at(v, i))
+            } else if key == "counter" {
+                reads.get("counter")
+            } else {
+                continue;
+            };
+            match host {
+                Some(h) if text(h) == *want => compared += 1,
+                Some(h) => bad(format!(
+                    "{what} {key}: vmark read {} but the guest says {want}",
+                    text(h)
+                )),
+                None => bad(format!("{what} {key}: not in vmark's decode")),
+            }
+        }
+        if compared < 25 {
+            bad(format!(
+                "{what} only {compared} values compared (want ≥ 25)"
+            ));
+        }
+        // The pointer: the guest says it points at demo_tcp; the helper published where
+        // demo_tcp lives.
+        if vals.get("demo_tp_is_demo_tcp").map(String::as_str) == Some("1") {
+            let tp = reads.get("demo_tp").map(text).unwrap_or_default();
+            match &demo_tcp_gva {
+                Some(gva) if tp.trim_start_matches("0x") == gva.trim_start_matches("0x") => {
+                    compared += 1
+                }
+                Some(gva) => bad(format!(
+                    "{what} demo_tp reads {tp}, but demo_tcp is at {gva}"
+                )),
+                None => bad(format!("{what} demo_tcp's address missing from status S0")),
+            }
+        }
+        counters.push(vals.get("counter").cloned().unwrap_or_default());
+        figures.push(format!("{what} {compared} values equal to the guest's"));
+    }
+    if counters.len() == 2 {
+        let (a, b) = (
+            counters[0].parse::<u64>().unwrap_or(0),
+            counters[1].parse::<u64>().unwrap_or(0),
+        );
+        if b != a + 5 {
+            bad(format!("(c) counter went {a} -> {b} after bump 5"));
+        }
+    }
+
+    // (d), (e): one watch across the bursts, the rmmod and the insmod.
+    let w1 = json_lines(&d.join("watch1.jsonl"));
+    let w1err = read_text(&d.join("watch1.err")).unwrap_or_default();
+    let withdrawn = w1.iter().position(|v| v["event"] == "withdrawn");
+    let back = w1.iter().position(|v| v["event"] == "back");
+    let before = &w1[..withdrawn.unwrap_or(w1.len())];
+    let n_before = folded_sum(before);
+    let helper_d = status_triggers(&d.join("status-S1.txt"))
+        .zip(status_triggers(&d.join("status-S0.txt")))
+        .map(|(b, a)| b.saturating_sub(a));
+    if w1.is_empty() {
+        bad(format!(
+            "(d) watch1 recorded nothing; its stderr: {}",
+            w1err.trim()
+        ));
+    } else {
+        if n_before != 50 {
+            bad(format!(
+                "(d) 50 triggers fired; the samples' folded counts add up to {n_before}"
+            ));
+        }
+        if helper_d != Some(50) {
+            bad(format!(
+                "(d) the helper counted {helper_d:?} triggers between status S0 and S1 (want 50)"
+            ));
+        }
+        let samples = before.iter().filter(|v| v.get("event").is_none()).count();
+        if samples == 0 || samples > 50 {
+            bad(format!("(d) {samples} samples for 50 triggers"));
+        }
+        for v in before.iter().filter(|v| v.get("event").is_none()) {
+            if v["cause"] != "trigger" || v["consistent"] != true {
+                bad(format!("(d) odd sample: {v}"));
+            }
+        }
+        figures.push(format!(
+            "(d) 50 triggers → {samples} samples, folded sum {n_before}, helper counted {helper_d:?}"
+        ));
+    }
+    match (withdrawn, back) {
+        (Some(w), Some(b)) if w < b => {
+            let after = folded_sum(&w1[b..]);
+            if after != 7 {
+                bad(format!(
+                    "(e) 7 triggers after the re-insmod; folded counts add up to {after}"
+                ));
+            }
+        }
+        _ => bad(format!(
+            "(e) watch1 should report withdrawn then back; events: {:?}",
+            w1.iter().filter_map(|v| v.get("event")).collect::<Vec<_>>()
+        )),
+    }
+    if let Some(l) = summary_line(&w1err, "trigger→sample latency") {
+        figures.push(format!("watch1 {l}"));
+    } else {
+        bad(format!("(d) watch1 printed no summary: {}", w1err.trim()));
+    }
+
+    // (f): killed and restarted.
+    let w2 = json_lines(&d.join("watch2.jsonl"));
+    if folded_sum(&w2) != 5 {
+        bad(format!(
+            "(f) watch2 (killed later) saw {} of the 5 triggers",
+            folded_sum(&w2)
+        ));
+    }
+    let w3 = json_lines(&d.join("watch3.jsonl"));
+    let w3err = read_text(&d.join("watch3.err")).unwrap_or_default();
+    if folded_sum(&w3) != 30 {
+        bad(format!(
+            "(f) the restarted watch saw {} of the 30 triggers fired after its start (stderr: {})",
+            folded_sum(&w3),
+            w3err.trim()
+        ));
+    }
+    if let Some(l) = summary_line(&w3err, "trigger→sample latency") {
+        figures.push(format!("watch3 {l}"));
+    }
+
+    // Costs and the 100000-trigger watch.
+    let w4 = json_lines(&d.join("watch4.jsonl"));
+    let w4err = read_text(&d.join("watch4.err")).unwrap_or_default();
+    if folded_sum(&w4) != 100_000 {
+        bad(format!(
+            "100000 triggers under watch4: folded counts add up to {}",
+            folded_sum(&w4)
+        ));
+    }
+    let notif = summary_line(&w4err, "notifications received").unwrap_or_default();
+    if let Some(l) = summary_line(&w4err, "trigger→sample latency") {
+        figures.push(format!("watch4 (100000 triggers, {notif}) {l}"));
+    }
+    let costs: Vec<String> = [
+        ("with a listener", "cost-listener.txt"),
+        ("helper, no listener", "cost-nolistener.txt"),
+        ("no helper", "cost-nohelper.txt"),
+    ]
+    .iter()
+    .map(|(what, f)| match cost_per_trigger(&d.join(f)) {
+        Some(ns) => format!("{what} {ns:.1} ns"),
+        None => {
+            bad(format!("cost {what}: {f} missing or unreadable"));
+            format!("{what} ?")
+        }
+    })
+    .collect();
+    figures.push(format!("VMARK_TRIGGER cost per call: {}", costs.join(", ")));
+
+    // The helper loaded after marks_demo finds it.
+    match json_line(&d.join("list-end.json")) {
+        Ok(Value::Array(rows))
+            if rows.iter().filter(|r| r["module"] == "marks_demo").count() == 5 => {}
+        other => bad(format!(
+            "the helper reloaded after marks_demo should publish its 5 marks again: {other:?}"
+        )),
+    }
+
+    // The guest's kernel stayed healthy.
+    let console = read_text(&d.join("console.log")).unwrap_or_default();
+    for bad_word in ["BUG:", "Oops", "WARNING:", "Call Trace", "VMARK-FAIL"] {
+        if let Some(l) = console.lines().find(|l| l.contains(bad_word)) {
+            bad(format!("guest console: {l}"));
+        }
+    }
+    if !console.contains("VMARK-GUEST done") {
+        bad("the guest did not finish its scenario (no VMARK-GUEST done)".into());
+    }
+    figures
+}
+
+#[test]
+fn e2e_nested_xen() {
+    let t0 = Instant::now();
+    let root = workspace_root();
+    if let Err(e) = require_tools() {
+        panic!("{e}");
+    }
+    let kver = kernel_release().unwrap_or_else(|e| panic!("{e}"));
+    let kdir = PathBuf::from(format!("/lib/modules/{kver}/build"));
+    progress(&format!(
+        "kernel {kver}; building vmark, vmark_helper.ko, marks_demo.ko"
+    ));
+    let vmark = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
+    let build = root.join("target/e2e/build");
+    let helper = build_helper(&build, &kdir).unwrap_or_else(|e| panic!("{e}"));
+    let demo = kmod::make_marked_module(
+        &root.join("examples/marks-demo"),
+        &build.join("marks-demo"),
+        "marks_demo",
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let w = run_dir();
+    // VMARK_E2E_CHECK_ONLY=1: check what the last run left (for working on the checks).
+    let check_only = std::env::var_os("VMARK_E2E_CHECK_ONLY").is_some();
+    if !check_only {
+        let _ = std::fs::remove_dir_all(&w);
+    }
+    std::fs::create_dir_all(&w).unwrap();
+    let guest_files = format!("{} {}", helper.display(), demo.display());
+    let init = root.join("tests/e2e/guest-init.sh");
+    let scenario = root.join("tests/e2e/dom0-scenario.sh");
+    let kernel = format!("/boot/vmlinuz-{kver}");
+    let ramdisk = w.join("guest.cpio.gz");
+    let timeout = QEMU_TIMEOUT.as_secs().to_string();
+    progress(&format!(
+        "booting Xen, dom0, a PV and a PVH guest under QEMU (logs: {})",
+        w.display()
+    ));
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        w.as_os_str(),
+        timeout.as_ref(),
+        scenario.as_os_str(),
+        vmark.as_os_str(),
+        kernel.as_ref(),
+        ramdisk.as_os_str(),
+    ];
+    let guests = guests();
+    for (_, ty) in &guests {
+        args.push(ty.as_ref());
+    }
+    let rc = if check_only {
+        Ok(0)
+    } else {
+        boot(
+            &args,
+            &[
+                ("VMARK_GUEST_FILES", guest_files.as_ref()),
+                ("VMARK_GUEST_INIT", init.as_os_str()),
+                ("VMARK_KVER", kver.as_ref()),
+            ],
+        )
+    };
+    let out = w.join("out");
+    let logs = format!(
+        "logs: {}/console.log (Xen serial + dom0), {}/<guest>/ (guest console, vmark outputs)",
+        w.display(),
+        out.display()
+    );
+    let mut fail = Vec::new();
+    match rc {
+        Err(e) => fail.push(e),
+        Ok(124) => fail.push(format!(
+            "QEMU was killed after {} s (timeout)",
+            QEMU_TIMEOUT.as_secs()
+        )),
+        Ok(0) => {}
+        Ok(c) => fail.push(format!(
+            "the dom0 scenario did not finish cleanly (boot.sh exit {c})"
+        )),
+    }
+    // What a dead PVH guest did: its exits from the trace dom0 took.
+    let trace = out.join("xentrace.bin");
+    if trace.is_file() {
+        if let Ok(o) = Command::new(root.join("tests/e2e/xentrace-exits.py"))
+            .arg(&trace)
+            .args(["--last", "400"])
+            .output()
+        {
+            let _ = std::fs::write(out.join("xentrace-exits.txt"), &o.stdout);
+        }
+    }
+    let mut report = Vec::new();
+    for &(guest, _) in &guests {
+        for f in check_guest(&out, guest, &mut fail) {
+            report.push(format!("[{guest}] {f}"));
+        }
+    }
+    let all = json_line(&out.join("list-all.json")).ok();
+    for &(guest, _) in &guests {
+        let n = all
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(|rows| rows.iter().filter(|r| r["domain"] == guest).count())
+            .unwrap_or(0);
+        if n != 5 {
+            fail.push(format!(
+                "[{guest}] (a) `vmark list` (all domains) shows {n} marks for it (want 5)"
+            ));
+        }
+    }
+    eprintln!(
+        "e2e: figures ({} s in all):\n  {}",
+        t0.elapsed().as_secs(),
+        report.join("\n  ")
+    );
+    let _ = std::fs::write(w.join("figures.txt"), report.join("\n") + "\n");
+    assert!(
+        fail.is_empty(),
+        "nested Xen end to end: {} failure(s):\n  {}\n{logs}",
+        fail.len(),
+        fail.join("\n  ")
+    );
+}

@@ -1,0 +1,5 @@
+//! Support code for the integration tests.
+
+pub mod kbuild;
+pub mod kmod;
+pub mod pahole;
