@@ -11,7 +11,10 @@
 //!     for by the samples' `folded` counts, as the helper's own counters say;
 //! (e) `rmmod marks_demo` makes the running watch report `withdrawn`, `insmod` `back`,
 //!     and the triggers after that are counted;
-//! (f) a watch killed and started again sees the triggers fired after its start.
+//! (f) a watch killed and started again sees the triggers fired after its start;
+//! and, for generic introspection, that `vmark ps` and `vmark modules` live (`xen:GUEST`)
+//! and on the PV guest's `xl dump-core` match the guest's own `ps` and `/proc/modules`,
+//! and a mark is read from the dump without xenstore.
 //!
 //! It also measures the trigger→sample latency (the watch summaries) and the guest-side
 //! cost of `VMARK_TRIGGER` with a listener, without one, and without the helper, and prints
@@ -31,17 +34,19 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
-use vmark_tests::kbuild::{copy_sources, kernel_build_dir};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use vmark_tests::guest_lists::{compare_modules, proc_modules, GuestPs};
 use vmark_tests::kmod::{self, workspace_root};
+use vmark_tests::nested::{boot, build_helper, kernel_release, require_tools, xen_vmark_binary};
 
-const INSTALL: &str = "run `sudo tests/install-deps.sh` (QEMU, Xen 4.17, the Debian kernel and headers, busybox-static, cpio)";
 /// QEMU's own limit (boot.sh kills it then) and ours, a little later.
-const QEMU_TIMEOUT: Duration = Duration::from_secs(480);
-const HARD_TIMEOUT: Duration = Duration::from_secs(540);
+const QEMU_TIMEOUT: Duration = Duration::from_secs(600);
+const HARD_TIMEOUT: Duration = Duration::from_secs(660);
+/// Triggers fired under watch4 (dom0-scenario.sh's BURST_N): their folded counts must
+/// add up to exactly this.
+const BURST_TRIGGERS: u64 = 100_000;
 const ALL_GUESTS: [(&str, &str); 2] = [("vm-pv", "pv"), ("vm-pvh", "pvh")];
 
 /// The guests to run: both, or those `VMARK_E2E_GUESTS` names (`pv`, `pvh`; for working
@@ -61,224 +66,6 @@ fn progress(msg: &str) {
 
 fn run_dir() -> PathBuf {
     workspace_root().join("target/e2e/run")
-}
-
-/// The Debian kernel release the guests and dom0 run: the one whose headers the modules
-/// are built against, with its vmlinuz in /boot.
-fn kernel_release() -> Result<String, String> {
-    let build = kernel_build_dir()?;
-    let canon = std::fs::canonicalize(&build).unwrap_or(build.clone());
-    let rel = build
-        .strip_prefix("/lib/modules")
-        .ok()
-        .and_then(|p| p.components().next())
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .or_else(|| {
-            canon.file_name().map(|n| {
-                n.to_string_lossy()
-                    .trim_start_matches("linux-headers-")
-                    .to_string()
-            })
-        })
-        .ok_or_else(|| format!("cannot tell the kernel release of {}", build.display()))?;
-    for f in [
-        format!("/boot/vmlinuz-{rel}"),
-        format!("/lib/modules/{rel}/kernel/fs/9p/9p.ko"),
-    ] {
-        if !Path::new(&f).exists() {
-            return Err(format!("{f} is missing (kernel {rel}); {INSTALL}"));
-        }
-    }
-    Ok(rel)
-}
-
-fn require_tools() -> Result<(), String> {
-    let mut missing = Vec::new();
-    for tool in ["qemu-system-x86_64", "cpio", "gzip", "make", "gcc"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            missing.push(tool.to_string());
-        }
-    }
-    for f in [
-        "/usr/lib/xen-4.17/bin/xl",
-        "/bin/busybox",
-        "/usr/sbin/xentrace",
-    ] {
-        if !Path::new(f).exists() {
-            missing.push(f.to_string());
-        }
-    }
-    let xen = std::fs::read_dir("/boot")
-        .map(|rd| {
-            rd.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with("xen-4.17") && n.ends_with("-amd64.gz")
-            })
-        })
-        .unwrap_or(false);
-    if !xen {
-        missing.push("/boot/xen-4.17-amd64.gz".into());
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("missing: {}; {INSTALL}", missing.join(", ")))
-    }
-}
-
-/// Newest modification time of the files under `dir` (recursively).
-fn newest(dir: &Path) -> SystemTime {
-    let mut t = SystemTime::UNIX_EPOCH;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            let m = if p.is_dir() {
-                newest(&p)
-            } else {
-                e.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            };
-            t = t.max(m);
-        }
-    }
-    t
-}
-
-/// The release `vmark` with Xen support: `target/release/vmark` when `tests/run` (or a
-/// developer) built it after the last change of its sources and it has Xen support; else
-/// built now in a target directory of its own, so this never waits on the build lock of
-/// the `cargo test` that runs it.
-fn vmark_binary() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let sources = ["host", "shared-proto", "Cargo.lock", "Cargo.toml"]
-        .iter()
-        .map(|p| {
-            let p = root.join(p);
-            if p.is_dir() {
-                newest(&p)
-            } else {
-                p.metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH)
-            }
-        })
-        .max()
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let has_xen = |bin: &Path| {
-        // Without the feature every live command says so; with it, it tries Xen.
-        Command::new(bin)
-            .args(["list", "--json"])
-            .output()
-            .map(|o| !String::from_utf8_lossy(&o.stderr).contains("without Xen support"))
-            .unwrap_or(false)
-    };
-    for cand in [
-        root.join("target/release/vmark"),
-        root.join("target/e2e/release/vmark"),
-    ] {
-        let fresh = cand
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= sources);
-        if fresh && has_xen(&cand) {
-            return Ok(cand);
-        }
-    }
-    progress("building vmark (release, Xen support) in target/e2e");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target-dir",
-            "target/e2e",
-            "-p",
-            "vmark-host",
-            "--features",
-            "xen",
-        ])
-        .status()
-        .map_err(|e| format!("running cargo build: {e}"))?;
-    let bin = root.join("target/e2e/release/vmark");
-    if !st.success() || !bin.is_file() {
-        return Err(format!(
-            "cargo build --release -p vmark-host --features xen failed ({st}); libxen-dev and libclang-dev come from {INSTALL}"
-        ));
-    }
-    Ok(bin)
-}
-
-/// vmark_helper.ko, built with Kbuild in a copy of guest-kmod/ (its includes are relative:
-/// the copy sits beside links to shared-proto/ and buildmacros/).
-fn build_helper(build: &Path, kdir: &Path) -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let _ = std::fs::create_dir_all(build);
-    for d in ["shared-proto", "buildmacros"] {
-        let link = build.join(d);
-        if std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink(root.join(d), &link)
-                .map_err(|e| format!("linking {}: {e}", link.display()))?;
-        }
-    }
-    let work = build.join("guest-kmod");
-    copy_sources(&root.join("guest-kmod"), &work)?;
-    let out = Command::new("make")
-        .current_dir(&work)
-        .arg(format!("KDIR={}", kdir.display()))
-        .output()
-        .map_err(|e| format!("running make: {e}; {INSTALL}"))?;
-    let ko = work.join("vmark_helper.ko");
-    if !out.status.success() || !ko.is_file() {
-        return Err(format!(
-            "building vmark_helper.ko failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(ko)
-}
-
-/// Runs boot.sh in its own process group, its progress lines on our stderr; kills the
-/// whole group (QEMU included) if it outlives HARD_TIMEOUT.
-fn boot(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> Result<i32, String> {
-    let script = workspace_root().join("tests/e2e/boot.sh");
-    let mut cmd = Command::new(&script);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .process_group(0);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(st.code().unwrap_or(-1));
-        }
-        if start.elapsed() > HARD_TIMEOUT {
-            // SAFETY: plain kill(2) of the process group we created for boot.sh.
-            unsafe { kill(-(child.id() as i32), 9) };
-            let _ = child.wait();
-            return Err(format!(
-                "the nested Xen run did not end within {} s: killed (QEMU included)",
-                HARD_TIMEOUT.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }
 
 // ---- reading what dom0 left -------------------------------------------------------------
@@ -352,7 +139,7 @@ fn status_triggers(p: &Path) -> Option<u64> {
         .find_map(|l| l.strip_prefix("triggers ")?.trim().parse().ok())
 }
 
-/// ns per trigger from marks_demo's "100000 in N ns" line.
+/// ns per trigger from marks_demo's "N in T ns" line.
 fn cost_per_trigger(p: &Path) -> Option<f64> {
     let t = read_text(p)?;
     let w: Vec<&str> = t.split_whitespace().collect();
@@ -588,18 +375,26 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
         figures.push(format!("watch3 {l}"));
     }
 
-    // Costs and the 100000-trigger watch.
+    // Costs and the burst of BURST_TRIGGERS under watch4.
     let w4 = json_lines(&d.join("watch4.jsonl"));
     let w4err = read_text(&d.join("watch4.err")).unwrap_or_default();
-    if folded_sum(&w4) != 100_000 {
+    let fired = read_text(&d.join("cost-listener.txt"))
+        .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok());
+    if fired != Some(BURST_TRIGGERS) {
         bad(format!(
-            "100000 triggers under watch4: folded counts add up to {}",
-            folded_sum(&w4)
+            "the guest did not report firing {BURST_TRIGGERS} triggers under watch4 (it said {fired:?}; commands.log has the timing)"
+        ));
+    }
+    if folded_sum(&w4) != BURST_TRIGGERS {
+        bad(format!(
+            "{BURST_TRIGGERS} triggers under watch4: folded counts add up to {} (stderr: {})",
+            folded_sum(&w4),
+            w4err.trim()
         ));
     }
     let notif = summary_line(&w4err, "notifications received").unwrap_or_default();
     if let Some(l) = summary_line(&w4err, "trigger→sample latency") {
-        figures.push(format!("watch4 (100000 triggers, {notif}) {l}"));
+        figures.push(format!("watch4 ({BURST_TRIGGERS} triggers, {notif}) {l}"));
     }
     let costs: Vec<String> = [
         ("with a listener", "cost-listener.txt"),
@@ -626,6 +421,8 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
         )),
     }
 
+    check_introspection(&d, &mut bad);
+
     // The guest's kernel stayed healthy.
     let console = read_text(&d.join("console.log")).unwrap_or_default();
     for bad_word in ["BUG:", "Oops", "WARNING:", "Call Trace", "VMARK-FAIL"] {
@@ -637,6 +434,73 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
         bad("the guest did not finish its scenario (no VMARK-GUEST done)".into());
     }
     figures
+}
+
+/// `vmark ps` and `vmark modules`, live (`xen:GUEST`) and on the guest's `xl dump-core`,
+/// against the guest's own `ps` and `/proc/modules` (taken just before); and a mark read
+/// from the dump without xenstore.
+fn check_introspection(d: &Path, bad: &mut impl FnMut(String)) {
+    let lines = |f: &str| read_text(&d.join(f)).unwrap_or_default();
+    let ps_text = lines("ps-L.txt");
+    let ps_lines: Vec<&str> = ps_text.lines().filter(|l| !l.starts_with("END ")).collect();
+    let note = ps_text
+        .lines()
+        .find_map(|l| l.strip_prefix("END "))
+        .unwrap_or("");
+    let guest_ps = match GuestPs::parse(&ps_lines, note) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            bad(format!("the guest's ps (ps-L.txt): {e}"));
+            None
+        }
+    };
+    let mod_text = lines("mod-L.txt");
+    let guest_mods = proc_modules(&mod_text.lines().collect::<Vec<_>>());
+    for want in ["vmark_helper", "marks_demo"] {
+        if !guest_mods.contains(want) {
+            bad(format!(
+                "the guest's /proc/modules lacks {want}: {guest_mods:?}"
+            ));
+        }
+    }
+    // dom0-scenario.sh takes an `xl dump-core` of the PV guest only (see there why).
+    let sources: &[&str] = if read_text(&d.join("type")).as_deref().map(str::trim) == Some("pv") {
+        &["live", "dump"]
+    } else {
+        &["live"]
+    };
+    for &source in sources {
+        if let Some(g) = &guest_ps {
+            match json_line(&d.join(format!("{source}-ps.json"))) {
+                Ok(v) => {
+                    if let Err(e) = g.compare(&v) {
+                        bad(format!(
+                            "vmark ps ({source}) differs from the guest's ps: {e}"
+                        ));
+                    }
+                }
+                Err(e) => bad(format!("vmark ps ({source}): {e}")),
+            }
+        }
+        match json_line(&d.join(format!("{source}-modules.json"))) {
+            Ok(v) => {
+                if let Err(e) = compare_modules(&guest_mods, &v) {
+                    bad(format!("vmark modules ({source}): {e}"));
+                }
+            }
+            Err(e) => bad(format!("vmark modules ({source}): {e}")),
+        }
+    }
+    if sources.len() == 1 {
+        return;
+    }
+    let counter = guest_values(&d.join("val-Z.txt")).and_then(|v| v.get("counter").cloned());
+    match json_line(&d.join("dump-counter.json")) {
+        Ok(v) if v["consistent"] == true && Some(text(&v["value"])) == counter => {}
+        other => bad(format!(
+            "vmark read --source DUMP counter: {other:?}, the guest says {counter:?}"
+        )),
+    }
 }
 
 #[test]
@@ -651,7 +515,7 @@ fn e2e_nested_xen() {
     progress(&format!(
         "kernel {kver}; building vmark, vmark_helper.ko, marks_demo.ko"
     ));
-    let vmark = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
+    let vmark = xen_vmark_binary().unwrap_or_else(|e| panic!("{e}"));
     let build = root.join("target/e2e/build");
     let helper = build_helper(&build, &kdir).unwrap_or_else(|e| panic!("{e}"));
     let demo = kmod::make_marked_module(
@@ -701,6 +565,7 @@ fn e2e_nested_xen() {
                 ("VMARK_GUEST_INIT", init.as_os_str()),
                 ("VMARK_KVER", kver.as_ref()),
             ],
+            HARD_TIMEOUT,
         )
     };
     let out = w.join("out");

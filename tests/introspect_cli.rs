@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use vmark_host::introspect::fixture::{self, Fixture};
+use vmark_tests::guest_lists::{compare_modules, proc_modules, GuestPs};
 use vmark_tests::kmod::{make_marked_module, vmark_binary, workspace_root};
 
 fn fixture() -> &'static Fixture {
@@ -65,60 +66,12 @@ fn section(part: &str) -> (Vec<&'static str>, &'static str) {
 #[test]
 fn ps_matches_the_guests_own_ps() {
     let (lines, end) = section("PS");
-    let ps_pid: i64 = end
-        .strip_prefix("ps=")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ps pid in {end:?}"));
-    // The guest's list: pid -> (ppid, comm), without the ps process itself (gone by now).
-    let mut guest = BTreeMap::new();
-    for l in lines.iter().skip(1) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        assert!(f.len() >= 3, "ps line {l:?}");
-        let pid: i64 = f[0].parse().expect("pid");
-        if pid != ps_pid {
-            guest.insert(pid, (f[1].parse::<i64>().expect("ppid"), f[2..].join(" ")));
-        }
+    let guest = GuestPs::parse(&lines, end).unwrap_or_else(|e| panic!("{e}"));
+    assert!(guest.procs.len() > 20, "{guest:?}");
+    if let Err(e) = guest.compare(&vmark_json(&["ps", dump(), "--json"])) {
+        panic!("vmark ps on the dump differs from the guest's ps: {e}");
     }
-    assert!(guest.len() > 20, "{guest:?}");
-    let ours: BTreeMap<i64, (i64, String)> = vmark_json(&["ps", dump(), "--json"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|p| {
-            (
-                p["pid"].as_i64().expect("pid"),
-                (
-                    p["ppid"].as_i64().unwrap_or(-1),
-                    p["name"].as_str().expect("name").to_string(),
-                ),
-            )
-        })
-        .collect();
-    // Every process the guest listed is found with the same parent and name; the dump
-    // has at most pid 0 (not in /proc) and threads started after the listing besides.
-    for (pid, (ppid, name)) in &guest {
-        let ours = ours
-            .get(pid)
-            .unwrap_or_else(|| panic!("pid {pid} ({name}) missing from vmark ps: {ours:?}"));
-        // /proc shows a workqueue worker as `kworker/0:0-<workqueue>`; its comm is
-        // `kworker/0:0`.
-        let theirs = match name.split_once('-') {
-            Some((comm, _)) if name.starts_with("kworker/") => comm,
-            _ => name,
-        };
-        assert_eq!(&ours.1, theirs, "name of pid {pid}");
-        assert_eq!(ours.0, *ppid, "parent of pid {pid}");
-    }
-    let max = *guest.keys().max().expect("pids");
-    for pid in ours.keys() {
-        assert!(
-            *pid == 0 || guest.contains_key(pid) || *pid > ps_pid.max(max),
-            "vmark ps has pid {pid} ({:?}) the guest did not list",
-            ours[pid]
-        );
-    }
-    assert_eq!(ours[&0].1, "swapper/0");
-    assert_eq!(ours[&1].1, "busybox");
+    assert_eq!(guest.procs[&1].1, "busybox");
     // The table says the same.
     let table = vmark(&["ps", dump()]);
     assert!(table
@@ -129,22 +82,14 @@ fn ps_matches_the_guests_own_ps() {
 #[test]
 fn modules_match_proc_modules() {
     let (lines, _) = section("MODULES");
-    let guest: BTreeSet<String> = lines
-        .iter()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect();
+    let guest = proc_modules(&lines);
     assert!(guest.contains("marks_demo"), "{guest:?}");
     for m in fixture::MODULES {
         assert!(guest.contains(m), "{m} in {guest:?}");
     }
-    let ours: BTreeSet<String> = vmark_json(&["modules", dump(), "--json"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|m| m["name"].as_str().expect("name").to_string())
-        .collect();
-    assert_eq!(ours, guest);
+    if let Err(e) = compare_modules(&guest, &vmark_json(&["modules", dump(), "--json"])) {
+        panic!("{e}");
+    }
 }
 
 #[test]

@@ -9,12 +9,14 @@
 # triggers the host received with vmark watch --on-trigger.  Then checks
 # that tcp_monitor works without the helper and unloads cleanly.  It only
 # collects (OUT/*); check-compare.py judges.
+#
+#   check-dom0.sh VMARK          (the vmark binary to run, with Xen support)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$VMARK_E2E_W/out KVER=$VMARK_E2E_KVER
 G=tcpmon
 LOG=/var/log/xen/console/guest-$G.log
-cp "$HERE/../../target/release/vmark" /tmp/vmark && VMARK=/tmp/vmark
+cp "$1" /tmp/vmark && VMARK=/tmp/vmark
 SEQ=0
 say() { echo "E2E tcp-monitor: $*"; }
 

@@ -31,6 +31,16 @@ bursts() {
 		sleep "$3"
 	done
 }
+# lists TAG: the guest's own processes (with the pid of the ps that lists
+# them, gone when dom0 looks) and /proc/modules.
+lists() {
+	ps -o pid,ppid,comm > /ps.out &
+	local ps=$!
+	wait $ps
+	sed "s/^/VMARK-PS $1 /" /ps.out
+	echo "VMARK-PS $1 END ps=$ps"
+	sed "s/^/VMARK-MOD $1 /" /proc/modules
+}
 demo_in() { insmod /marks_demo.ko; }
 demo_out() { rmmod marks_demo; }
 helper_in() { insmod /vmark_helper.ko; }

@@ -1,5 +1,7 @@
 //! Support code for the integration tests.
 
+pub mod guest_lists;
 pub mod kbuild;
 pub mod kmod;
+pub mod nested;
 pub mod pahole;
