@@ -48,7 +48,8 @@ fn e2e_tcp_monitor_matches_the_guests_view_and_ss() {
     let w = root.join("target/e2e/tcp-monitor");
     let _ = std::fs::remove_dir_all(&w);
     std::fs::create_dir_all(&w).expect("creating the work directory");
-    let verdict = w.join("verdict.txt");
+    // Beside the work directory, which `check` empties when it starts.
+    let verdict = root.join("target/e2e/tcp-monitor-verdict.txt");
     let mut cmd = Command::new(root.join("examples/tcp-monitor/check"));
     cmd.arg(&w)
         .env("VMARK_BIN", &vmark)
@@ -76,8 +77,9 @@ fn e2e_tcp_monitor_matches_the_guests_view_and_ss() {
         t0.elapsed().as_secs()
     );
     let logs = format!(
-        "logs: {0}/console.log (Xen + dom0), {0}/out/ (guest console, vmark outputs), {0}/verdict.txt",
-        w.display()
+        "logs: {0}/console.log (Xen + dom0), {0}/out/ (guest console, vmark outputs), {1}",
+        w.display(),
+        verdict.display()
     );
     assert!(
         matches!(rc, Ok(0)) && fails.is_empty() && text.contains("all checks passed"),

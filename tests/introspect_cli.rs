@@ -264,3 +264,68 @@ fn paths_follow_guest_pointers() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn follow_decodes_what_pointers_point_to() {
+    let g = guest_values();
+    // demo_tp -> demo_tcp, one level: the pointee is the guest's tcp_sock copy.
+    let v = vmark_json(&[
+        "read",
+        "--source",
+        dump(),
+        "demo_tp",
+        "--follow",
+        "1",
+        "--json",
+    ]);
+    let pointees = v["pointees"].as_array().expect("pointees");
+    assert_eq!(pointees.len(), 1, "{v}");
+    let p = &pointees[0];
+    assert_eq!(p["path"], "demo_tp");
+    assert_eq!(p["type"], "struct tcp_sock");
+    assert_eq!(p["depth"], 1);
+    let tcp_addr = vmark_json(&["sym", dump(), "demo_tcp", "--json"])[0]["addr"].clone();
+    assert_eq!(p["addr"], tcp_addr);
+    for f in ["snd_cwnd", "srtt_us", "bytes_received"] {
+        assert_eq!(
+            num(&p["value"][f]),
+            g[format!("demo_tp.{f}").as_str()],
+            "{f}"
+        );
+    }
+    assert_eq!(v["pointees_cut"], false);
+    // Two levels: the tcp_sock's own pointers (NULL in this static copy, or into the
+    // kernel) are followed or reported, each under its path, within the limits.
+    let v = vmark_json(&[
+        "read",
+        "--source",
+        dump(),
+        "demo_tp",
+        "--follow",
+        "2",
+        "--json",
+    ]);
+    let pointees = v["pointees"].as_array().expect("pointees");
+    assert!(!pointees.is_empty() && pointees.len() <= 256, "{v}");
+    for p in &pointees[1..] {
+        assert_eq!(p["depth"], 2, "{p}");
+        assert!(p["path"].as_str().unwrap().starts_with("demo_tp->"), "{p}");
+        assert!(p.get("value").is_some() || p.get("error").is_some(), "{p}");
+    }
+    // Pretty output names each pointee; a value without pointers has none.
+    let pretty = vmark(&["read", "--source", dump(), "demo_tp", "--follow", "1"]);
+    assert!(
+        pretty.contains("-- demo_tp -> (struct tcp_sock) at"),
+        "{pretty}"
+    );
+    let v = vmark_json(&[
+        "read",
+        "--source",
+        dump(),
+        "counter",
+        "--follow",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(v["pointees"], serde_json::json!([]), "{v}");
+}

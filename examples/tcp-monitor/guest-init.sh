@@ -9,6 +9,9 @@
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# Without it /dev/null would be a plain file in the RAM-backed root, growing
+# with everything "discarded" into it.
+mount -t devtmpfs devtmpfs /dev
 mount -t debugfs debugfs /sys/kernel/debug
 
 insmod /vmark_helper.ko || echo "SHOWCASE-FAIL insmod vmark_helper"

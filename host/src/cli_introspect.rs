@@ -23,6 +23,7 @@
 //!   published ones are ([`guest::open_all_in_memory`]).
 
 use crate::decode::{DecodeError, FieldPath, Plan};
+use crate::follow;
 use crate::frames::FrameMapper;
 use crate::guest::{self, GuestError, GuestMarks, OpenMark};
 use crate::introspect::kernel::{Kernel, KernelError};
@@ -32,7 +33,7 @@ use crate::introspect::phys::qemu_shm::{MachineType, QemuShm};
 use crate::introspect::phys::raw::RawImage;
 use crate::introspect::phys::xencore::{self, XenCore};
 use crate::introspect::phys::{CopyMapper, MemError, PhysicalMemory};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -555,7 +556,7 @@ pub fn list_marks(t: &Target, json: bool, out: &mut dyn Write) -> Result<(), Cli
 
 /// Reads guest virtual memory (translating addresses): what [`follow_path`] dereferences
 /// pointers with.
-pub type ReadVirtual<'a> = dyn Fn(u64, &mut [u8]) -> Result<(), TranslateError> + 'a;
+pub use crate::follow::ReadVirtual;
 
 /// A value reached by following a `--path`.
 #[derive(Debug, Clone)]
@@ -673,13 +674,24 @@ pub fn follow_path(
     Err(fail("empty path".into()))
 }
 
-/// `vmark read --source SOURCE MARK [--path P]`.
+/// How `vmark read --source` reads a mark.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions<'a> {
+    /// Members and pointers to follow to the value shown (`--path`).
+    pub path: Option<&'a str>,
+    /// Levels of pointers to decode besides the value (`--follow N`).
+    pub follow: u32,
+    /// One JSON object instead of a tree.
+    pub json: bool,
+    /// Retries of a read a guest write overlapped.
+    pub retries: u32,
+}
+
+/// `vmark read --source SOURCE MARK [--path P] [--follow N]`.
 pub fn read_mark(
     t: &Target,
     mark: &str,
-    path: Option<&str>,
-    json: bool,
-    retries: u32,
+    opts: &ReadOptions<'_>,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let k = t.kernel(true)?;
@@ -694,45 +706,63 @@ pub fn read_mark(
         }
     };
     let mut buf = Vec::new();
-    let info = m.mapped.read(&mut buf, retries);
+    let info = m.mapped.read(&mut buf, opts.retries);
     let key = format!("{}/{}", m.module, m.mark.name);
-    let (plan, bytes, at, hops) = match path {
-        None => (m.plan.clone(), buf, m.entry.var.gva, Vec::new()),
+    let read_va = |va: u64, b: &mut [u8]| {
+        k.read(va, b).map_err(|e| match e {
+            KernelError::Translate(t) => t,
+            other => TranslateError::Memory(MemError::Format(other.to_string())),
+        })
+    };
+    let types = &m.manifest.types;
+    let (ty, plan, bytes, at, hops) = match opts.path {
+        None => (m.mark.ty, m.plan.clone(), buf, m.entry.var.gva, Vec::new()),
         Some(p) => {
             let r = follow_path(
-                &m.manifest.types,
+                types,
                 m.mark.ty,
                 m.entry.var.gva,
                 buf,
                 p,
                 &m.mark.name,
-                &|va, b| {
-                    k.read(va, b).map_err(|e| match e {
-                        KernelError::Translate(t) => t,
-                        other => TranslateError::Memory(MemError::Format(other.to_string())),
-                    })
-                },
+                &read_va,
             )?;
-            let plan = Arc::new(Plan::compile(&m.manifest.types, r.ty)?);
-            (plan, r.bytes, r.addr, r.hops)
+            let plan = Arc::new(Plan::compile(types, r.ty)?);
+            (r.ty, plan, r.bytes, r.addr, r.hops)
         }
     };
-    if json {
+    let shown_as = opts.path.unwrap_or(&m.mark.name);
+    let (pointees, cut) = follow::follow(types, ty, shown_as, at, &bytes, opts.follow, &read_va);
+    let mut plans: HashMap<TypeId, Arc<Plan>> = HashMap::new();
+    let mut decoded = Vec::with_capacity(pointees.len());
+    for p in &pointees {
+        let plan = match plans.get(&p.ty) {
+            Some(plan) => Some(plan.clone()),
+            None => Plan::compile(types, p.ty).ok().map(|plan| {
+                let plan = Arc::new(plan);
+                plans.insert(p.ty, plan.clone());
+                plan
+            }),
+        };
+        decoded.push(PointeeView::new(types, p, plan.as_deref()));
+    }
+    if opts.json {
         let hops: Vec<serde_json::Value> = hops
             .iter()
             .map(|(p, a)| serde_json::json!({"path": p, "addr": format!("{a:#x}")}))
             .collect();
         let value: serde_json::Value =
             serde_json::from_str(&plan.to_json(&bytes)).unwrap_or(serde_json::Value::Null);
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({
-                "source": t.label, "mark": key, "path": path, "type": plan.type_name(),
-                "addr": format!("{at:#x}"), "consistent": info.consistent,
-                "followed": hops, "value": value,
-            })
-        )?;
+        let mut obj = serde_json::json!({
+            "source": t.label, "mark": key, "path": opts.path, "type": plan.type_name(),
+            "addr": format!("{at:#x}"), "consistent": info.consistent,
+            "followed": hops, "value": value,
+        });
+        if opts.follow > 0 {
+            obj["pointees"] = decoded.iter().map(PointeeView::to_json).collect();
+            obj["pointees_cut"] = cut.into();
+        }
+        writeln!(out, "{obj}")?;
     } else {
         write!(out, "{}", plan.to_pretty(&bytes))?;
         let via: String = hops
@@ -742,7 +772,7 @@ pub fn read_mark(
         writeln!(
             out,
             "-- {key}{} ({}) at {at:#x} in {}{via}{}",
-            path.map_or(String::new(), |p| format!(" {p}")),
+            opts.path.map_or(String::new(), |p| format!(" {p}")),
             plan.type_name(),
             t.label,
             if info.consistent {
@@ -751,8 +781,84 @@ pub fn read_mark(
                 ", TORN (a write overlapped every retry)"
             }
         )?;
+        for p in &decoded {
+            p.write_pretty(out)?;
+        }
+        if cut {
+            writeln!(
+                out,
+                "-- (stopped after {} pointers: the limit)",
+                follow::MAX_POINTEES
+            )?;
+        }
     }
     Ok(())
+}
+
+/// A followed pointer, decoded for printing.
+struct PointeeView {
+    path: String,
+    addr: u64,
+    depth: u32,
+    type_name: String,
+    /// Decoded JSON text, pretty text, or why there is none.
+    decoded: Result<(String, String), String>,
+}
+
+impl PointeeView {
+    fn new(types: &TypeTable, p: &follow::Pointee, plan: Option<&Plan>) -> Self {
+        let decoded = match (&p.bytes, plan) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(b), _) if p.is_string(types) => {
+                let s = String::from_utf8_lossy(b).into_owned();
+                Ok((
+                    serde_json::Value::from(s.clone()).to_string(),
+                    format!("{s:?}\n"),
+                ))
+            }
+            (Ok(b), Some(plan)) => Ok((plan.to_json(b), plan.to_pretty(b))),
+            (Ok(_), None) => Err(format!("{} cannot be decoded", types.type_name(p.ty))),
+        };
+        PointeeView {
+            path: p.path.clone(),
+            addr: p.addr,
+            depth: p.depth,
+            type_name: types.type_name(p.ty),
+            decoded,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "path": self.path, "addr": format!("{:#x}", self.addr), "depth": self.depth,
+            "type": self.type_name,
+        });
+        match &self.decoded {
+            Ok((json, _)) => {
+                v["value"] = serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
+            }
+            Err(e) => v["error"] = e.clone().into(),
+        }
+        v
+    }
+
+    fn write_pretty(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match &self.decoded {
+            Ok((_, pretty)) => {
+                writeln!(
+                    out,
+                    "-- {} -> ({}) at {:#x}",
+                    self.path, self.type_name, self.addr
+                )?;
+                write!(out, "{pretty}")
+            }
+            Err(e) => writeln!(
+                out,
+                "-- {} -> ({}) at {:#x}: {e}",
+                self.path, self.type_name, self.addr
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

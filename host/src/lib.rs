@@ -13,6 +13,7 @@
 
 pub mod cli_introspect;
 pub mod decode;
+pub mod follow;
 pub mod frames;
 pub mod guest;
 pub mod inspect;

@@ -48,6 +48,10 @@ enum Command {
         /// (needs --source: pointers are translated through the guest's page tables).
         #[arg(long)]
         path: Option<String>,
+        /// Also decode what the value's pointers point to, N levels deep (needs --source;
+        /// cycles, NULL and unreadable pointers are reported, not followed).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        follow: u32,
         /// One JSON object instead of a tree.
         #[arg(long)]
         json: bool,
@@ -366,7 +370,8 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                     dump: Some(path),
                     format,
                 },
-            path: follow,
+            path: member_path,
+            follow,
             json,
             retries,
             pause,
@@ -384,9 +389,12 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             Ok(introspect::read_mark(
                 &t,
                 &domain,
-                follow.as_deref(),
-                json,
-                retries,
+                &introspect::ReadOptions {
+                    path: member_path.as_deref(),
+                    follow,
+                    json,
+                    retries,
+                },
                 &mut out,
             )?)
         }
@@ -406,6 +414,7 @@ fn run_live(
             domain,
             mark,
             path,
+            follow,
             json,
             retries,
             pause,
@@ -414,9 +423,9 @@ fn run_live(
             let Some(mark) = mark else {
                 return Err("give the domain and the mark: vmark read DOMAIN MARK".into());
             };
-            if path.is_some() {
+            if path.is_some() || follow > 0 {
                 return Err(
-                    "--path needs a translation source: vmark read --source xen:DOMAIN MARK --path P"
+                    "--path and --follow need a translation source: vmark read --source xen:DOMAIN MARK --path P"
                         .into(),
                 );
             }
@@ -537,6 +546,8 @@ mod tests {
             "demo_tp",
             "--path",
             "demo_tp->snd_cwnd",
+            "--follow",
+            "2",
         ])
         .unwrap()
         {
@@ -545,12 +556,14 @@ mod tests {
                 mark,
                 source,
                 path,
+                follow,
                 ..
             } => {
                 assert_eq!(domain, "demo_tp");
                 assert_eq!(mark, None);
                 assert_eq!(source.dump.as_deref(), Some("d.elf"));
                 assert_eq!(path.as_deref(), Some("demo_tp->snd_cwnd"));
+                assert_eq!(follow, 2);
             }
             _ => panic!("not read"),
         }
