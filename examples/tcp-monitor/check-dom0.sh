@@ -83,12 +83,12 @@ say "guest ready: $(grep -a '^SINK-' "$LOG" | tr -d '\r')"
 g "values V0"
 g "status V0"
 
-say "IPv4: 8 s at full rate, watched on every trigger, then 60 s idle"
+say "IPv4: 8 s at full rate, watched on every trigger, then 30 s idle"
 "$VMARK" watch "$G" last_tp --on-trigger --quiet --record "$OUT/watch.jsonl" --duration 20s \
 	> "$OUT/watch.out" 2> "$OUT/watch.err" &
 WPID=$!
 sleep 3
-traffic v4 10.9.0.2 --duration 8 --hold 60
+traffic v4 10.9.0.2 --duration 8 --hold 30
 sleep 1
 snapshot A
 wait $WPID
@@ -98,15 +98,15 @@ g "status A2"
 wait $TPID
 say "IPv4 done"
 
-say "IPv6: 3 s at 200 kB/s, then 45 s idle"
-traffic v6 fd09::2 --duration 3 --rate 200000 --hold 45
+say "IPv6: 3 s at 200 kB/s, then 20 s idle"
+traffic v6 fd09::2 --duration 3 --rate 200000 --hold 20
 sleep 1
 snapshot B
 wait $TPID
 
 say "without the helper; unload and reload"
 g "rmmod vmark_helper"
-traffic nohelper 10.9.0.2 --duration 2 --hold 25
+traffic nohelper 10.9.0.2 --duration 2 --hold 15
 sleep 1
 g "values C"
 g "ssti C"
