@@ -269,6 +269,7 @@ fn paths_follow_guest_pointers() {
 fn follow_decodes_what_pointers_point_to() {
     let g = guest_values();
     // demo_tp -> demo_tcp, one level: the pointee is the guest's tcp_sock copy.
+    assert_eq!(g["demo_tp_is_demo_tcp"], "1");
     let v = vmark_json(&[
         "read",
         "--source",
@@ -289,7 +290,7 @@ fn follow_decodes_what_pointers_point_to() {
     for f in ["snd_cwnd", "srtt_us", "bytes_received"] {
         assert_eq!(
             num(&p["value"][f]),
-            g[format!("demo_tp.{f}").as_str()],
+            g[format!("demo_tcp.{f}").as_str()],
             "{f}"
         );
     }
