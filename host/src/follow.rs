@@ -151,8 +151,9 @@ fn describable(types: &TypeTable, target: TypeId) -> bool {
     }
 }
 
+/// `char *` points to text (not `u8 *`, which is bytes).
 fn is_char(types: &TypeTable, ty: TypeId) -> bool {
-    matches!(types.get(types.resolve(ty)), Some(Type::Base { name, size: 1, .. }) if name.contains("char"))
+    types.is_text_char(types.resolve(ty))
 }
 
 /// Follows the pointers of a value (type `ty`, named `name`, holding `bytes`, read from

@@ -327,6 +327,20 @@ impl TypeTable {
         id
     }
 
+    /// Whether the type is C's plain `char` (const or volatile allowed): what text is
+    /// kept in. `unsigned char`, `signed char` and byte typedefs (`u8`, `__u8`,
+    /// `uint8_t`) hold binary data, so an array of them is not a string.
+    pub fn is_text_char(&self, mut id: TypeId) -> bool {
+        for _ in 0..MAX_TYPE_DEPTH {
+            match self.get(id) {
+                Some(Type::Qualified { target, .. }) => id = *target,
+                Some(Type::Base { name, size: 1, .. }) => return name == "char",
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// Size in bytes of a type, `None` for void, functions, flexible arrays and opaque
     /// types of unknown size.
     pub fn size_of(&self, id: TypeId) -> Option<u64> {
@@ -661,6 +675,33 @@ mod tests {
             size: 4,
             encoding: BaseEncoding::Signed,
         })
+    }
+
+    #[test]
+    fn only_plain_char_is_text() {
+        let mut t = TypeTable::default();
+        let base = |name: &str, encoding| Type::Base {
+            name: name.into(),
+            size: 1,
+            encoding,
+        };
+        let ch = t.push(base("char", BaseEncoding::SignedChar));
+        let uch = t.push(base("unsigned char", BaseEncoding::UnsignedChar));
+        let cch = t.push(Type::Qualified {
+            qualifier: Qualifier::Const,
+            target: ch,
+        });
+        let u8_ = t.push(Type::Typedef {
+            name: "u8".into(),
+            target: uch,
+        });
+        let int = int(&mut t);
+        assert!(t.is_text_char(ch));
+        assert!(t.is_text_char(cch));
+        assert!(!t.is_text_char(uch));
+        assert!(!t.is_text_char(u8_));
+        assert!(!t.is_text_char(int));
+        assert!(!t.is_text_char(TypeId(999)));
     }
 
     #[test]
