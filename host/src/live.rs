@@ -405,7 +405,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats
                     writeln!(
                         out,
                         "{} {:<7} {} triggers={} (+{}) {}",
-                        meta.t_ns,
+                        sample::clock_text(meta.t_ns),
                         format!("{:?}", meta.cause).to_lowercase(),
                         meta.mark,
                         meta.triggers,
@@ -417,7 +417,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats
                     writeln!(
                         out,
                         "── {} {} {} triggers={} (+{}){}",
-                        meta.t_ns,
+                        sample::clock_text(meta.t_ns),
                         format!("{:?}", meta.cause).to_lowercase(),
                         meta.mark,
                         meta.triggers,

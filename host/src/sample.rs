@@ -103,6 +103,18 @@ impl SampleMeta {
     }
 }
 
+/// A Unix-ns host time as `HH:MM:SS.mmm` (UTC), for people reading a live view.
+pub fn clock_text(t_ns: u64) -> String {
+    let secs = t_ns / 1_000_000_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        (t_ns / 1_000_000) % 1000
+    )
+}
+
 /// An event line (not a sample).
 pub fn event_line(kind: &str, mark: &str, detail: &str) -> String {
     serde_json::json!({"t_ns": now_ns(), "event": kind, "mark": mark, "detail": detail}).to_string()
@@ -334,6 +346,13 @@ impl RunStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_text_is_utc_time_of_day() {
+        // 2026-11-23 12:29:29.602 UTC
+        assert_eq!(clock_text(1_795_436_969_602_146_938), "12:29:29.602");
+        assert_eq!(clock_text(0), "00:00:00.000");
+    }
 
     fn meta() -> SampleMeta {
         SampleMeta {
