@@ -1,13 +1,20 @@
 //! Decoding guest bytes with a manifest's types.
 //!
 //! A type is compiled once into a [`Plan`]: a flat list of operations with byte offsets,
-//! scalar kinds and pre-escaped JSON keys. Rendering a sample then walks the plan over the
-//! sample's bytes with no allocation besides the output, which is what makes sampling a
-//! `struct tcp_sock` hundreds of thousands of times a second possible. The same plan renders
-//! the pretty tree, and [`FieldPath`] extracts single leaves for CSV columns and plots.
+//! scalar kinds and pre-escaped JSON keys, from which the compact JSON form is compiled
+//! further into specialized steps (the `json` module: constant text merged, each leaf's
+//! width, signedness and bitfield position fixed). Rendering a sample then walks those
+//! steps over the sample's bytes with no allocation besides the output, which is what
+//! makes sampling a `struct tcp_sock` hundreds of thousands of times a second possible.
+//! The same plan renders the pretty tree, and [`FieldPath`] extracts single leaves for CSV
+//! columns and plots.
 //!
 //! Guest bytes are untrusted but cannot hurt here: every read is bounds-checked against the
 //! sample, and a short sample renders the missing leaves as `null`.
+
+mod json;
+#[cfg(any(test, feature = "test-fixtures"))]
+mod reference;
 
 use std::fmt::Write as _;
 use vmark_proto::{
@@ -149,11 +156,14 @@ struct Key {
 
 impl Key {
     fn named(name: &str) -> Key {
-        let mut json = String::with_capacity(name.len() + 3);
+        let mut json = Vec::with_capacity(name.len() + 3);
         push_json_str(&mut json, name.as_bytes());
-        json.push(':');
+        json.push(b':');
         Key {
-            json: json.into(),
+            // Valid UTF-8 by construction: the fallback is never taken.
+            json: String::from_utf8(json)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                .into(),
             pretty: name.into(),
         }
     }
@@ -170,7 +180,7 @@ impl Key {
 #[derive(Debug, Clone)]
 pub struct Plan {
     ops: Vec<Op>,
-    json: JsonProgram,
+    json: json::Program,
     enums: Vec<Vec<Enumerator>>,
     size: u64,
     type_name: String,
@@ -188,7 +198,7 @@ impl Plan {
             enums: Vec::new(),
         };
         c.value(Key::default(), ty, 0, 0)?;
-        let json = JsonProgram::new(&c.ops);
+        let json = json::Program::new(&c.ops)?;
         Ok(Plan {
             json,
             ops: c.ops,
@@ -208,95 +218,22 @@ impl Plan {
         &self.type_name
     }
 
-    /// Appends the sample as compact JSON to `out`.
-    pub fn write_json(&self, bytes: &[u8], out: &mut String) {
-        for step in &self.json.steps {
-            out.push_str(&step.prefix);
-            self.write_json_value(&self.ops[step.op], bytes, out);
-        }
-        out.push_str(&self.json.tail);
-    }
-
-    /// Writes the value of a leaf op (its key is part of the step's static prefix).
-    fn write_json_value(&self, op: &Op, bytes: &[u8], out: &mut String) {
-        match op {
-            Op::Scalar {
-                offset,
-                scalar,
-                bits,
-                ..
-            } => match read_scalar(bytes, *offset, *scalar, *bits) {
-                Some(leaf) => self.write_leaf_json(out, leaf, *scalar),
-                None => out.push_str("null"),
-            },
-            Op::ScalarRun {
-                offset,
-                scalar,
-                count,
-                ..
-            } => {
-                out.push('[');
-                let step = scalar.size();
-                for i in 0..*count {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    match read_scalar(bytes, offset + i * step, *scalar, None) {
-                        Some(leaf) => self.write_leaf_json(out, leaf, *scalar),
-                        None => out.push_str("null"),
-                    }
-                }
-                out.push(']');
+    /// Appends the sample as compact JSON (UTF-8) to `out`. Reusing `out` across samples
+    /// avoids any allocation: this is the fast path for rendering many samples.
+    pub fn write_json(&self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.json.write(bytes, out, |i, out| {
+            if let Some(op) = self.ops.get(i) {
+                write_json_value(op, bytes, out);
             }
-            Op::Chars { offset, len, .. } => match slice(bytes, *offset, *len) {
-                Some(b) => {
-                    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-                    push_json_str(out, &b[..end]);
-                }
-                None => out.push_str("null"),
-            },
-            Op::Opaque { offset, size, .. } => match slice(bytes, *offset, *size) {
-                Some(b) if !b.is_empty() => {
-                    out.push('"');
-                    push_hex(out, b);
-                    out.push('"');
-                }
-                _ => out.push_str("null"),
-            },
-            Op::Open { .. } | Op::Close { .. } => {}
-        }
+        });
     }
 
     /// The sample as a JSON string.
     pub fn to_json(&self, bytes: &[u8]) -> String {
-        let mut s = String::with_capacity(self.ops.len() * 16);
-        self.write_json(bytes, &mut s);
-        s
-    }
-
-    fn write_leaf_json(&self, out: &mut String, leaf: Leaf, scalar: Scalar) {
-        match leaf {
-            // itoa: formatting integers is most of the work of a JSON sample, and core's
-            // Display for 128-bit integers is several times slower.
-            Leaf::Int(v) => match i64::try_from(v) {
-                Ok(v) => out.push_str(itoa::Buffer::new().format(v)),
-                Err(_) => out.push_str(itoa::Buffer::new().format(v)),
-            },
-            Leaf::UInt(v) if scalar == Scalar::Ptr => {
-                out.push_str("\"0x");
-                push_hex_u64(out, v as u64);
-                out.push('"');
-            }
-            Leaf::UInt(v) => match u64::try_from(v) {
-                Ok(v) => out.push_str(itoa::Buffer::new().format(v)),
-                Err(_) => out.push_str(itoa::Buffer::new().format(v)),
-            },
-            Leaf::Bool(b) => out.push_str(if b { "true" } else { "false" }),
-            Leaf::Float(f) if f.is_finite() => {
-                let _ = write!(out, "{f}");
-            }
-            Leaf::Float(_) => out.push_str("null"),
-        }
+        let mut out = Vec::with_capacity(self.json.reserve());
+        self.write_json(bytes, &mut out);
+        // The writer only emits UTF-8; the fallback is never taken.
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
     }
 
     /// Renders the sample as an indented tree, one member a line, as a person reads it.
@@ -311,17 +248,12 @@ impl Plan {
             match op {
                 Op::Open { key, array } => {
                     indent(out, depth);
-                    if key.pretty.is_empty() {
-                        let _ = writeln!(
-                            out,
-                            "{} = {}",
-                            self.type_name,
-                            if *array { "[" } else { "{" }
-                        );
+                    let name = if key.pretty.is_empty() {
+                        &self.type_name
                     } else {
-                        let _ =
-                            writeln!(out, "{} = {}", key.pretty, if *array { "[" } else { "{" });
-                    }
+                        &*key.pretty
+                    };
+                    let _ = writeln!(out, "{name} = {}", if *array { "[" } else { "{" });
                     depth += 1;
                 }
                 Op::Close { array } => {
@@ -352,16 +284,15 @@ impl Plan {
                 } => {
                     indent(out, depth);
                     let _ = write!(out, "{} = [", display_key(&key.pretty));
-                    let step = scalar.size();
-                    for i in 0..*count {
+                    for_each_element(bytes, *offset, *scalar, *count, out, |out, i, leaf| {
                         if i > 0 {
                             out.push_str(", ");
                         }
-                        match read_scalar(bytes, offset + i * step, *scalar, None) {
+                        match leaf {
                             Some(leaf) => self.write_leaf_pretty(out, leaf, *scalar),
                             None => out.push('?'),
                         }
-                    }
+                    });
                     if total > count {
                         let _ = write!(out, ", ... {} more", total - count);
                     }
@@ -370,10 +301,9 @@ impl Plan {
                 Op::Chars { key, offset, len } => {
                     indent(out, depth);
                     let _ = write!(out, "{} = ", display_key(&key.pretty));
-                    match slice(bytes, *offset, *len) {
+                    match chars(bytes, *offset, *len) {
                         Some(b) => {
-                            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-                            let _ = write!(out, "{:?}", String::from_utf8_lossy(&b[..end]));
+                            let _ = write!(out, "{:?}", String::from_utf8_lossy(b));
                         }
                         None => out.push_str("<unavailable>"),
                     }
@@ -382,8 +312,8 @@ impl Plan {
                 Op::Opaque { key, offset, size } => {
                     indent(out, depth);
                     let _ = write!(out, "{} = ", display_key(&key.pretty));
-                    match slice(bytes, *offset, *size) {
-                        Some(b) if !b.is_empty() => {
+                    match opaque(bytes, *offset, *size) {
+                        Some(b) => {
                             out.push('<');
                             push_hex(out, &b[..b.len().min(32)]);
                             if b.len() > 32 {
@@ -391,7 +321,7 @@ impl Plan {
                             }
                             out.push('>');
                         }
-                        _ => out.push_str("<no data>"),
+                        None => out.push_str("<no data>"),
                     }
                     out.push('\n');
                 }
@@ -419,7 +349,7 @@ impl Plan {
                     let _ = write!(out, " ({})", e.name);
                 }
             }
-            _ => self.write_leaf_json(out, leaf, scalar),
+            _ => write_leaf_json(out, leaf, scalar),
         }
     }
 
@@ -431,57 +361,127 @@ impl Plan {
     }
 }
 
-/// The JSON form of a plan with its static text precomputed: the braces, brackets, commas
-/// and keys between two values never change, so each value is preceded by one prefix.
-#[derive(Debug, Clone, Default)]
-struct JsonProgram {
-    steps: Vec<JsonStep>,
-    tail: Box<str>,
+/// Where rendered text goes: the JSON writer fills a `Vec<u8>`, the pretty tree a `String`.
+trait Sink {
+    fn put(&mut self, s: &str);
+    fn put_fmt(&mut self, args: std::fmt::Arguments<'_>);
 }
 
-#[derive(Debug, Clone)]
-struct JsonStep {
-    /// Static text before the value.
-    prefix: Box<str>,
-    /// Index of the value's op.
-    op: usize,
+impl Sink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+
+    fn put_fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        let _ = self.write_fmt(args);
+    }
 }
 
-impl JsonProgram {
-    fn new(ops: &[Op]) -> JsonProgram {
-        let mut steps = Vec::new();
-        let mut text = String::new();
-        // A comma is due before a value when the enclosing container already has one.
-        let mut need_comma = false;
-        for (i, op) in ops.iter().enumerate() {
-            match op {
-                Op::Open { key, array } => {
-                    sep(&mut text, &mut need_comma);
-                    text.push_str(&key.json);
-                    text.push(if *array { '[' } else { '{' });
+impl Sink for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+
+    fn put_fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        // Writing to a `Vec` cannot fail.
+        let _ = std::io::Write::write_fmt(self, args);
+    }
+}
+
+/// Calls `f` with the index and value of each element of a run of scalars (`None` beyond
+/// the sample).
+fn for_each_element<S>(
+    bytes: &[u8],
+    offset: u64,
+    scalar: Scalar,
+    count: u64,
+    out: &mut S,
+    mut f: impl FnMut(&mut S, u64, Option<Leaf>),
+) {
+    let step = scalar.size();
+    for i in 0..count {
+        let at = offset.saturating_add(i.saturating_mul(step));
+        f(out, i, read_scalar(bytes, at, scalar, None));
+    }
+}
+
+/// The bytes of a `char[len]` up to its first NUL, if the sample has the array.
+fn chars(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
+    let b = slice(bytes, offset, len)?;
+    Some(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())])
+}
+
+/// The bytes of an undescribed value, if the sample has them and there are any.
+fn opaque(bytes: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    slice(bytes, offset, size).filter(|b| !b.is_empty())
+}
+
+/// Writes the JSON value of a leaf op through the generic path: the fallback of the
+/// compiled JSON writer for the kinds it does not specialize.
+fn write_json_value(op: &Op, bytes: &[u8], out: &mut Vec<u8>) {
+    match op {
+        Op::Scalar {
+            offset,
+            scalar,
+            bits,
+            ..
+        } => match read_scalar(bytes, *offset, *scalar, *bits) {
+            Some(leaf) => write_leaf_json(out, leaf, *scalar),
+            None => out.put("null"),
+        },
+        Op::ScalarRun {
+            offset,
+            scalar,
+            count,
+            ..
+        } => {
+            out.push(b'[');
+            for_each_element(bytes, *offset, *scalar, *count, out, |out, i, leaf| {
+                if i > 0 {
+                    out.push(b',');
                 }
-                Op::Close { array } => {
-                    text.push(if *array { ']' } else { '}' });
-                    need_comma = true;
+                match leaf {
+                    Some(leaf) => write_leaf_json(out, leaf, *scalar),
+                    None => out.put("null"),
                 }
-                Op::Scalar { key, .. }
-                | Op::ScalarRun { key, .. }
-                | Op::Chars { key, .. }
-                | Op::Opaque { key, .. } => {
-                    sep(&mut text, &mut need_comma);
-                    text.push_str(&key.json);
-                    steps.push(JsonStep {
-                        prefix: std::mem::take(&mut text).into(),
-                        op: i,
-                    });
-                    need_comma = true;
-                }
+            });
+            out.push(b']');
+        }
+        Op::Chars { offset, len, .. } => match chars(bytes, *offset, *len) {
+            Some(b) => push_json_str(out, b),
+            None => out.put("null"),
+        },
+        Op::Opaque { offset, size, .. } => match opaque(bytes, *offset, *size) {
+            Some(b) => {
+                out.push(b'"');
+                push_hex(out, b);
+                out.push(b'"');
             }
+            None => out.put("null"),
+        },
+        Op::Open { .. } | Op::Close { .. } => {}
+    }
+}
+
+/// A leaf as JSON: integers in decimal, pointers as `"0x…"`, non-finite floats as `null`.
+fn write_leaf_json<S: Sink>(out: &mut S, leaf: Leaf, scalar: Scalar) {
+    match leaf {
+        Leaf::Int(v) => match i64::try_from(v) {
+            Ok(v) => out.put(itoa::Buffer::new().format(v)),
+            Err(_) => out.put(itoa::Buffer::new().format(v)),
+        },
+        Leaf::UInt(v) if scalar == Scalar::Ptr => {
+            out.put("\"0x");
+            push_hex_u64(out, v as u64);
+            out.put("\"");
         }
-        JsonProgram {
-            steps,
-            tail: text.into(),
-        }
+        Leaf::UInt(v) => match u64::try_from(v) {
+            Ok(v) => out.put(itoa::Buffer::new().format(v)),
+            Err(_) => out.put(itoa::Buffer::new().format(v)),
+        },
+        Leaf::Bool(b) => out.put(if b { "true" } else { "false" }),
+        Leaf::Float(f) if f.is_finite() => out.put_fmt(format_args!("{f}")),
+        Leaf::Float(_) => out.put("null"),
     }
 }
 
@@ -491,13 +491,6 @@ fn display_key(k: &str) -> &str {
     } else {
         k
     }
-}
-
-fn sep(out: &mut String, need_comma: &mut bool) {
-    if *need_comma {
-        out.push(',');
-    }
-    *need_comma = false;
 }
 
 fn slice(bytes: &[u8], offset: u64, len: u64) -> Option<&[u8]> {
@@ -564,35 +557,48 @@ fn read_scalar(bytes: &[u8], offset: u64, scalar: Scalar, bits: Option<(u32, u8)
     })
 }
 
-fn push_json_str(out: &mut String, s: &[u8]) {
-    out.push('"');
-    for ch in String::from_utf8_lossy(s).chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+/// `s` as a JSON string: invalid UTF-8 becomes U+FFFD, `"`, `\` and control characters
+/// are escaped.
+fn push_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for chunk in s.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            match b {
+                b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+                0..=0x1f => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]),
+                _ => out.push(b),
             }
-            c => out.push(c),
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// `v` in lowercase hex without leading zeros (at least one digit).
-fn push_hex_u64(out: &mut String, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        out.push(HEX[((v >> (4 * i)) & 15) as usize] as char);
-    }
+fn push_hex_u64<S: Sink>(out: &mut S, v: u64) {
+    out.put_fmt(format_args!("{v:x}"));
 }
 
-fn push_hex(out: &mut String, b: &[u8]) {
+/// Bytes in lowercase hex, two digits each.
+fn push_hex<S: Sink>(out: &mut S, b: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for byte in b {
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 15)] as char);
+    let mut buf = [0u8; 64];
+    for chunk in b.chunks(32) {
+        for (i, byte) in chunk.iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(byte >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+        out.put(std::str::from_utf8(&buf[..2 * chunk.len()]).unwrap_or(""));
     }
 }
 
@@ -1006,6 +1012,7 @@ fn find_member(types: &TypeTable, ty: TypeId, name: &str) -> Option<FoundMember>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmark_proto as vproto;
     use vmark_proto::{Bitfield, Member};
 
     fn table() -> (TypeTable, TypeId) {
@@ -1158,5 +1165,298 @@ mod tests {
         assert!(text.starts_with("struct demo = {"), "{text}");
         assert!(text.contains("  comm = \"bash\""), "{text}");
         assert!(text.contains("  vals = [7, 9]"), "{text}");
+    }
+
+    /// A struct with a member of every kind the decoder knows: integers, enums and floats
+    /// of every size, pointers, bitfields of every width (some straddling 8 bytes), runs,
+    /// strings, opaque bytes, nested and anonymous aggregates, odd names.
+    fn zoo() -> (TypeTable, TypeId) {
+        let mut t = TypeTable::new();
+        let base = |t: &mut TypeTable, name: &str, size: u64, encoding| {
+            t.push(Type::Base {
+                name: name.into(),
+                size,
+                encoding,
+            })
+        };
+        let mut scalars = Vec::new();
+        for size in [1, 2, 4, 8, 16] {
+            scalars.push(base(&mut t, "int", size, BaseEncoding::Signed));
+            scalars.push(base(&mut t, "unsigned", size, BaseEncoding::Unsigned));
+        }
+        scalars.push(base(&mut t, "char", 1, BaseEncoding::SignedChar));
+        scalars.push(base(&mut t, "unsigned char", 1, BaseEncoding::UnsignedChar));
+        scalars.push(base(&mut t, "_Bool", 1, BaseEncoding::Bool));
+        for size in [4, 8, 16, 10, 2] {
+            scalars.push(base(&mut t, "float", size, BaseEncoding::Float));
+        }
+        let void = t.push(Type::Void);
+        scalars.push(t.push(Type::Pointer {
+            target: void,
+            size: 8,
+        }));
+        for (size, signed) in [
+            (1, true),
+            (2, false),
+            (4, true),
+            (4, false),
+            (8, true),
+            (8, false),
+        ] {
+            scalars.push(t.push(Type::Enum {
+                name: Some("e".into()),
+                size,
+                signed,
+                enumerators: vec![Enumerator {
+                    name: "ONE".into(),
+                    value: 1,
+                }],
+            }));
+        }
+        let mut members = Vec::new();
+        let mut offset = 0u64;
+        fn add(members: &mut Vec<Member>, offset: &mut u64, name: String, ty: TypeId, size: u64) {
+            members.push(Member {
+                name: Some(name),
+                ty,
+                offset: *offset,
+                bitfield: None,
+            });
+            *offset += size;
+        }
+        for (i, &ty) in scalars.iter().enumerate() {
+            let size = t.size_of(ty).unwrap();
+            add(&mut members, &mut offset, format!("s{i}"), ty, size);
+            for n in [0, 1, 3] {
+                let arr = t.push(Type::Array {
+                    element: ty,
+                    dims: vec![ArrayBound::Count(n)],
+                });
+                add(
+                    &mut members,
+                    &mut offset,
+                    format!("a{i}_{n}"),
+                    arr,
+                    size * n,
+                );
+            }
+            let grid = t.push(Type::Array {
+                element: ty,
+                dims: vec![ArrayBound::Count(2), ArrayBound::Count(3)],
+            });
+            add(&mut members, &mut offset, format!("g{i}"), grid, size * 6);
+        }
+        // Longer than the rendering limit.
+        let long = t.push(Type::Array {
+            element: scalars[1],
+            dims: vec![ArrayBound::Count(MAX_ARRAY_ELEMENTS + 10)],
+        });
+        add(
+            &mut members,
+            &mut offset,
+            "long".into(),
+            long,
+            MAX_ARRAY_ELEMENTS + 10,
+        );
+        let opaque = t.push(Type::Opaque {
+            kind: AggregateKind::Struct,
+            name: Some("hidden".into()),
+            size: Some(40),
+        });
+        add(&mut members, &mut offset, "opaque".into(), opaque, 40);
+        let unsized_opaque = t.push(Type::Opaque {
+            kind: AggregateKind::Struct,
+            name: Some("declared".into()),
+            size: None,
+        });
+        add(
+            &mut members,
+            &mut offset,
+            "declared".into(),
+            unsized_opaque,
+            0,
+        );
+        add(
+            &mut members,
+            &mut offset,
+            "we\"ird\\nämé\u{1}".into(),
+            scalars[2],
+            4,
+        );
+        // Bitfields of every width at several positions, for every scalar kind.
+        let bits_start = offset;
+        let mut bit = 0u64;
+        for (k, &ty) in scalars.iter().enumerate() {
+            for width in [1u8, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 57, 63, 64] {
+                members.push(Member {
+                    name: Some(format!("b{k}_{width}_{bit}")),
+                    ty,
+                    offset: bits_start + bit / 8,
+                    bitfield: Some(vproto::Bitfield {
+                        bit_offset: bits_start * 8 + bit,
+                        bit_size: width,
+                    }),
+                });
+                bit += u64::from(width) + (bit % 5);
+            }
+        }
+        members.push(Member {
+            name: None,
+            ty: scalars[4],
+            offset: bits_start + bit / 8,
+            bitfield: Some(vproto::Bitfield {
+                bit_offset: bits_start * 8 + bit,
+                bit_size: 3,
+            }),
+        });
+        offset = bits_start + bit.div_ceil(8) + 8;
+        let inner = t.push(Type::Aggregate {
+            kind: AggregateKind::Union,
+            name: None,
+            size: 8,
+            members: vec![
+                Member {
+                    name: Some("u64".into()),
+                    ty: scalars[7],
+                    offset: 0,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("hi".into()),
+                    ty: scalars[4],
+                    offset: 4,
+                    bitfield: None,
+                },
+            ],
+        });
+        members.push(Member {
+            name: None,
+            ty: inner,
+            offset,
+            bitfield: None,
+        });
+        let nested = t.push(Type::Array {
+            element: inner,
+            dims: vec![ArrayBound::Count(2)],
+        });
+        add(&mut members, &mut offset, "nested".into(), nested, 16);
+        add(&mut members, &mut offset, "named_union".into(), inner, 8);
+        let flexible = t.push(Type::Array {
+            element: scalars[0],
+            dims: vec![ArrayBound::Flexible],
+        });
+        members.push(Member {
+            name: Some("flex".into()),
+            ty: flexible,
+            offset,
+            bitfield: None,
+        });
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("zoo".into()),
+            size: offset + 8,
+            members,
+        });
+        t.validate().unwrap();
+        (t, s)
+    }
+
+    /// Samples that hit the interesting values: zeros, all ones, the extremes of signed
+    /// integers, NaN and infinite floats, random bytes.
+    fn patterns(size: usize) -> Vec<Vec<u8>> {
+        let mut out = vec![
+            vec![0u8; size],
+            vec![0xff; size],
+            vec![0x80; size],
+            vec![0x7f; size],
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..6 {
+            out.push(
+                (0..size)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect(),
+            );
+        }
+        out.push((0..size).map(|i| (i * 37 % 251) as u8).collect());
+        out.push(
+            (0..size)
+                .map(|i| if i % 3 == 0 { b'"' } else { b'\\' })
+                .collect(),
+        );
+        out
+    }
+
+    #[test]
+    fn fast_json_matches_the_reference_byte_for_byte() {
+        let (t, s) = zoo();
+        let plan = Plan::compile(&t, s).unwrap();
+        let size = plan.size() as usize;
+        let mut out = Vec::new();
+        for bytes in patterns(size) {
+            let fast = plan.to_json(&bytes);
+            assert_eq!(fast, plan.to_json_reference(&bytes));
+            serde_json::from_str::<serde_json::Value>(&fast).unwrap();
+            // Appends, reusing the buffer.
+            out.clear();
+            out.extend_from_slice(b"prefix ");
+            plan.write_json(&bytes, &mut out);
+            assert_eq!(out, format!("prefix {fast}").as_bytes());
+            // Short samples: every length near the bitfields, then a stride.
+            let lens = (0..size).step_by(61).chain(size.saturating_sub(200)..size);
+            for n in lens {
+                assert_eq!(
+                    plan.to_json(&bytes[..n]),
+                    plan.to_json_reference(&bytes[..n]),
+                    "sample cut to {n} bytes"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slow_path_when_out_of_room_matches_the_reference() {
+        let (t, s) = zoo();
+        let mut plan = Plan::compile(&t, s).unwrap();
+        plan.json.starve();
+        for bytes in patterns(plan.size() as usize) {
+            assert_eq!(plan.to_json(&bytes), plan.to_json_reference(&bytes));
+            assert_eq!(
+                plan.to_json(&bytes[..100]),
+                plan.to_json_reference(&bytes[..100])
+            );
+        }
+        let (t, s) = table();
+        let mut plan = Plan::compile(&t, s).unwrap();
+        plan.json.starve();
+        assert_eq!(plan.to_json(&sample()), plan.to_json_reference(&sample()));
+    }
+
+    #[test]
+    fn scalars_and_empty_types_render_like_the_reference() {
+        let mut t = TypeTable::new();
+        let u = t.push(Type::Base {
+            name: "unsigned int".into(),
+            size: 4,
+            encoding: BaseEncoding::Unsigned,
+        });
+        let empty = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("empty".into()),
+            size: 0,
+            members: vec![],
+        });
+        for ty in [u, empty] {
+            let plan = Plan::compile(&t, ty).unwrap();
+            for n in 0..=4 {
+                let b = [1, 2, 3, 4];
+                assert_eq!(plan.to_json(&b[..n]), plan.to_json_reference(&b[..n]));
+            }
+        }
     }
 }
