@@ -654,15 +654,9 @@ impl Compiler<'_> {
         }
     }
 
+    /// Arrays of plain `char` are text; of `u8`/`unsigned char`, bytes (numbers).
     fn is_char(&self, ty: TypeId) -> bool {
-        matches!(
-            self.types.get(self.types.resolve(ty)),
-            Some(Type::Base {
-                encoding: BaseEncoding::SignedChar | BaseEncoding::UnsignedChar,
-                size: 1,
-                ..
-            })
-        )
+        self.types.is_text_char(ty)
     }
 
     fn value(
@@ -1155,6 +1149,51 @@ mod tests {
             Err(DecodeError::NotScalar(..))
         ));
         assert!(FieldPath::resolve(&t, s, "nope").is_err());
+    }
+
+    #[test]
+    fn byte_arrays_are_numbers_and_char_arrays_text() {
+        let mut t = TypeTable::new();
+        let ch = t.push(Type::Base {
+            name: "char".into(),
+            size: 1,
+            encoding: BaseEncoding::SignedChar,
+        });
+        let uch = t.push(Type::Base {
+            name: "unsigned char".into(),
+            size: 1,
+            encoding: BaseEncoding::UnsignedChar,
+        });
+        let u8_ = t.push(Type::Typedef {
+            name: "u8".into(),
+            target: uch,
+        });
+        let text = t.push(Type::Array {
+            element: ch,
+            dims: vec![ArrayBound::Count(4)],
+        });
+        let bytes = t.push(Type::Array {
+            element: u8_,
+            dims: vec![ArrayBound::Count(4)],
+        });
+        let member = |name: &str, ty, offset| Member {
+            name: Some(name.into()),
+            ty,
+            offset,
+            bitfield: None,
+        };
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("addr".into()),
+            size: 8,
+            members: vec![member("name", text, 0), member("a8", bytes, 4)],
+        });
+        let plan = Plan::compile(&t, s).unwrap();
+        // An IPv6-style address starting with 0 stays visible as bytes.
+        assert_eq!(
+            plan.to_json(b"ab\0\0\0\x09\xfd\x01"),
+            r#"{"name":"ab","a8":[0,9,253,1]}"#
+        );
     }
 
     #[test]

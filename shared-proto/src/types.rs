@@ -327,18 +327,11 @@ impl TypeTable {
         id
     }
 
-    /// Whether the type is C's plain `char` (const or volatile allowed): what text is
-    /// kept in. `unsigned char`, `signed char` and byte typedefs (`u8`, `__u8`,
-    /// `uint8_t`) hold binary data, so an array of them is not a string.
-    pub fn is_text_char(&self, mut id: TypeId) -> bool {
-        for _ in 0..MAX_TYPE_DEPTH {
-            match self.get(id) {
-                Some(Type::Qualified { target, .. }) => id = *target,
-                Some(Type::Base { name, size: 1, .. }) => return name == "char",
-                _ => return false,
-            }
-        }
-        false
+    /// Whether the type is C's plain `char` (through typedefs and qualifiers): what text
+    /// is kept in. `unsigned char`, `signed char` and the byte typedefs over them (`u8`,
+    /// `__u8`, `uint8_t`) hold binary data, so an array of them is not a string.
+    pub fn is_text_char(&self, id: TypeId) -> bool {
+        matches!(self.get(self.resolve(id)), Some(Type::Base { name, size: 1, .. }) if name == "char")
     }
 
     /// Size in bytes of a type, `None` for void, functions, flexible arrays and opaque
@@ -695,8 +688,13 @@ mod tests {
             name: "u8".into(),
             target: uch,
         });
+        let text = t.push(Type::Typedef {
+            name: "text_t".into(),
+            target: cch,
+        });
         let int = int(&mut t);
         assert!(t.is_text_char(ch));
+        assert!(t.is_text_char(text));
         assert!(t.is_text_char(cch));
         assert!(!t.is_text_char(uch));
         assert!(!t.is_text_char(u8_));
