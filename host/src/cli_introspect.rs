@@ -787,8 +787,9 @@ pub fn read_mark(
         if cut {
             writeln!(
                 out,
-                "-- (stopped after {} pointers: the limit)",
-                follow::MAX_POINTEES
+                "-- (stopped at a limit: {} values or {} MiB read)",
+                follow::MAX_POINTEES,
+                follow::MAX_BYTES >> 20
             )?;
         }
     }

@@ -17,6 +17,9 @@ use crate::introspect::paging::TranslateError;
 pub const MAX_POINTERS_PER_VALUE: usize = 64;
 /// Most values read in one follow.
 pub const MAX_POINTEES: usize = 256;
+/// Most bytes read in one follow, all values together (a hostile manifest may describe
+/// huge types).
+pub const MAX_BYTES: u64 = 16 << 20;
 /// Most elements of one array looked at for pointers.
 const MAX_ARRAY_ELEMENTS: u64 = 64;
 /// Deepest nesting of structs and arrays looked into (types are validated acyclic
@@ -158,9 +161,9 @@ fn is_char(types: &TypeTable, ty: TypeId) -> bool {
 
 /// Follows the pointers of a value (type `ty`, named `name`, holding `bytes`, read from
 /// `addr`) `depth` levels deep, breadth first, reading through `read`. At most
-/// [`MAX_POINTEES`] values are read; a pointer to an address already shown (the value
-/// itself included) is not read again. The second result says whether a limit cut the
-/// walk short.
+/// [`MAX_POINTEES`] values and [`MAX_BYTES`] bytes are read; a pointer to an address
+/// already shown (the value itself included) is not read again. The second result says
+/// whether a limit cut the walk short.
 pub fn follow(
     types: &TypeTable,
     ty: TypeId,
@@ -173,6 +176,7 @@ pub fn follow(
     let mut shown: HashMap<u64, String> = HashMap::from([(addr, name.to_string())]);
     let mut out = Vec::new();
     let mut cut = false;
+    let mut budget = MAX_BYTES;
     // (pointer path, pointer value, depth, target type)
     let mut queue: VecDeque<(String, u64, u32, TypeId)> = VecDeque::new();
     let push_slots = |queue: &mut VecDeque<_>, ty, name: &str, bytes: &[u8], level: u32| {
@@ -204,6 +208,16 @@ pub fn follow(
             });
             continue;
         }
+        let need = if is_char(types, target) {
+            MAX_STRING as u64
+        } else {
+            types.size_of(target).unwrap_or(0)
+        };
+        if need > budget {
+            cut = true;
+            break;
+        }
+        budget -= need;
         shown.insert(ptr, path.clone());
         let bytes = read_target(types, target, ptr, read);
         if let Ok(b) = &bytes {
@@ -416,6 +430,52 @@ mod tests {
         let (got, cut) = follow(&t, node, "n", 0, &first, u32::MAX, &read);
         assert!(cut);
         assert_eq!(got.len(), MAX_POINTEES);
+    }
+
+    #[test]
+    fn a_huge_target_type_stops_the_walk_at_the_byte_budget() {
+        let mut t = TypeTable::default();
+        let int = t.push(Type::Base {
+            name: "int".into(),
+            size: 4,
+            encoding: BaseEncoding::Signed,
+        });
+        // int big[3M] (12 MiB, under the per-value limit) and a struct of two pointers
+        // to it: the second read would pass MAX_BYTES.
+        let big = t.push(Type::Array {
+            element: int,
+            dims: vec![ArrayBound::Count(3 << 20)],
+        });
+        let pbig = t.push(Type::Pointer {
+            target: big,
+            size: 8,
+        });
+        let pair = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("pair".into()),
+            size: 16,
+            members: vec![
+                Member {
+                    name: Some("a".into()),
+                    ty: pbig,
+                    offset: 0,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("b".into()),
+                    ty: pbig,
+                    offset: 8,
+                    bitfield: None,
+                },
+            ],
+        });
+        let mut value = 0x1000u64.to_le_bytes().to_vec();
+        value.extend(0x2000u64.to_le_bytes());
+        let read = |_: u64, _: &mut [u8]| Ok(());
+        let (got, cut) = follow(&t, pair, "p", 0, &value, 1, &read);
+        assert!(cut);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].bytes.as_ref().unwrap().len(), 12 << 20);
     }
 
     #[test]
