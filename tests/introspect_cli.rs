@@ -79,6 +79,29 @@ fn ps_matches_the_guests_own_ps() {
         .any(|l| l.trim_start().starts_with("1 ") && l.ends_with("busybox")));
 }
 
+/// The guest's RAM as QEMU kept it in its shared memory-backend file (LibVMI's KVM row:
+/// a live QEMU guest), read with `--format qemu-shm`: the same processes, modules and
+/// marks as the dump says.
+#[test]
+fn a_qemu_shared_ram_file_is_a_source_too() {
+    let ram = fixture().ram.to_str().expect("UTF-8 path");
+    let src = ["--format", "qemu-shm"];
+    let (lines, end) = section("PS");
+    let guest = GuestPs::parse(&lines, end).unwrap_or_else(|e| panic!("{e}"));
+    let ps = vmark_json(&[&["ps", ram, "--json"][..], &src].concat());
+    if let Err(e) = guest.compare(&ps) {
+        panic!("vmark ps on the shared RAM file differs from the guest's ps: {e}");
+    }
+    let (lines, _) = section("MODULES");
+    let modules = vmark_json(&[&["modules", ram, "--json"][..], &src].concat());
+    if let Err(e) = compare_modules(&proc_modules(&lines), &modules) {
+        panic!("{e}");
+    }
+    let v = vmark_json(&[&["read", "--source", ram, "counter", "--json"][..], &src].concat());
+    assert_eq!(v["consistent"], true, "{v}");
+    assert_eq!(num(&v["value"]), guest_values()["counter"]);
+}
+
 #[test]
 fn modules_match_proc_modules() {
     let (lines, _) = section("MODULES");

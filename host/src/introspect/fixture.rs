@@ -1,5 +1,6 @@
 //! A real introspection fixture: the host's Debian kernel booted under QEMU (TCG) with a
-//! busybox initramfs, dumped with QMP `dump-guest-memory` (a QEMU ELF core).
+//! busybox initramfs, dumped with QMP `dump-guest-memory` (a QEMU ELF core); the guest's
+//! RAM is a shared memory-backend file, kept too (a live QEMU guest's RAM, `qemu-shm`).
 //!
 //! Available to this crate's unit tests and, with the cargo feature `test-fixtures`, to
 //! other crates' tests (the workspace's integration tests use it).
@@ -39,6 +40,9 @@ pub const INSTALL_HINT: &str = "run `sudo tests/install-deps.sh`";
 pub struct Fixture {
     /// The QEMU ELF dump.
     pub dump: PathBuf,
+    /// The file QEMU kept the guest's RAM in (`memory-backend-file,share=on`), as it was
+    /// when the dump was taken: what a live QEMU guest's RAM looks like (`qemu-shm`).
+    pub ram: PathBuf,
     /// The guest's serial console output up to the dump (`\r` removed).
     pub serial: String,
 }
@@ -227,8 +231,15 @@ fn build(
     let serial = work.join("serial.log");
     let sock = work.join("qmp.sock");
     let dump = work.join("dump.elf");
+    let ram = work.join("ram.bin");
     let mut child = Command::new(qemu)
         .args(["-accel", "tcg", "-m", "256", "-display", "none"])
+        .arg("-object")
+        .arg(format!(
+            "memory-backend-file,id=ram,size=256M,mem-path={},share=on",
+            ram.display()
+        ))
+        .args(["-machine", "pc,memory-backend=ram"])
         .args(["-no-reboot", "-monitor", "none"])
         .arg("-kernel")
         .arg(kernel)
@@ -275,12 +286,16 @@ fn build(
         ));
     }
     let final_dump = dir.join(format!("{stem}.elf"));
+    let final_ram = dir.join(format!("{stem}.ram"));
     let final_serial = dir.join(format!("{stem}.serial"));
-    std::fs::write(&final_serial, &log).map_err(|e| io(&final_serial, e))?;
+    std::fs::rename(&ram, &final_ram).map_err(|e| io(&final_ram, e))?;
     std::fs::rename(&dump, &final_dump).map_err(|e| io(&final_dump, e))?;
+    // Written last: its presence says the fixture is complete (see build_with).
+    std::fs::write(&final_serial, &log).map_err(|e| io(&final_serial, e))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(Fixture {
         dump: final_dump,
+        ram: final_ram,
         serial: log,
     })
 }
@@ -308,11 +323,13 @@ pub fn build_with(extra: &[PathBuf]) -> Result<Fixture, String> {
         format!("{kver}-{}", tag(extra)?)
     };
     let dump = dir.join(format!("{stem}.elf"));
-    if let (true, Ok(serial)) = (
+    let ram = dir.join(format!("{stem}.ram"));
+    if let (true, true, Ok(serial)) = (
         dump.is_file(),
+        ram.is_file(),
         std::fs::read_to_string(dir.join(format!("{stem}.serial"))),
     ) {
-        return Ok(Fixture { dump, serial });
+        return Ok(Fixture { dump, ram, serial });
     }
     build(&dir, &stem, &kver, &kernel, extra)
 }
