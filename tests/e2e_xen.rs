@@ -40,7 +40,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use vmark_tests::guest_lists::{compare_modules, proc_modules, GuestPs};
 use vmark_tests::kmod::{self, workspace_root};
-use vmark_tests::nested::{boot, build_helper, kernel_release, require_tools, xen_vmark_binary};
+use vmark_tests::nested::{
+    boot, build_helper, kernel_release, progress, require_tools, xen_vmark_binary,
+};
 
 /// QEMU's own limit (boot.sh kills it then; ours is a minute later). A run takes about
 /// 250 s on an idle 2-core machine; the PVH guest slows down many times over when
@@ -63,10 +65,6 @@ fn guests() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 const MARKS: [&str; 5] = ["counter", "demo_state", "demo_hist", "demo_tcp", "demo_tp"];
-
-fn progress(msg: &str) {
-    eprintln!("e2e: {msg}");
-}
 
 // ---- reading what dom0 left -------------------------------------------------------------
 

@@ -288,20 +288,26 @@ fn paths_follow_guest_pointers() {
     );
 }
 
+/// `vmark read --source DUMP MARK --follow DEPTH --json`.
+fn follow_json(mark: &str, depth: u32) -> Value {
+    let depth = depth.to_string();
+    vmark_json(&[
+        "read",
+        "--source",
+        dump(),
+        mark,
+        "--follow",
+        &depth,
+        "--json",
+    ])
+}
+
 #[test]
 fn follow_decodes_what_pointers_point_to() {
     let g = guest_values();
     // demo_tp -> demo_tcp, one level: the pointee is the guest's tcp_sock copy.
     assert_eq!(g["demo_tp_is_demo_tcp"], "1");
-    let v = vmark_json(&[
-        "read",
-        "--source",
-        dump(),
-        "demo_tp",
-        "--follow",
-        "1",
-        "--json",
-    ]);
+    let v = follow_json("demo_tp", 1);
     let pointees = v["pointees"].as_array().expect("pointees");
     assert_eq!(pointees.len(), 1, "{v}");
     let p = &pointees[0];
@@ -320,15 +326,7 @@ fn follow_decodes_what_pointers_point_to() {
     assert_eq!(v["pointees_cut"], false);
     // Two levels: the tcp_sock's own pointers (NULL in this static copy, or into the
     // kernel) are followed or reported, each under its path, within the limits.
-    let v = vmark_json(&[
-        "read",
-        "--source",
-        dump(),
-        "demo_tp",
-        "--follow",
-        "2",
-        "--json",
-    ]);
+    let v = follow_json("demo_tp", 2);
     let pointees = v["pointees"].as_array().expect("pointees");
     assert!(!pointees.is_empty() && pointees.len() <= 256, "{v}");
     for p in &pointees[1..] {
@@ -342,14 +340,6 @@ fn follow_decodes_what_pointers_point_to() {
         pretty.contains("-- demo_tp -> (struct tcp_sock) at"),
         "{pretty}"
     );
-    let v = vmark_json(&[
-        "read",
-        "--source",
-        dump(),
-        "counter",
-        "--follow",
-        "3",
-        "--json",
-    ]);
+    let v = follow_json("counter", 3);
     assert_eq!(v["pointees"], serde_json::json!([]), "{v}");
 }

@@ -12,7 +12,8 @@ use crate::kmod::workspace_root;
 /// What to run when a prerequisite is missing.
 pub const INSTALL: &str = "run `sudo tests/install-deps.sh` (QEMU, Xen 4.17, the Debian kernel and headers, busybox-static, cpio)";
 
-fn progress(msg: &str) {
+/// A progress line of the nested runs on stderr.
+pub fn progress(msg: &str) {
     eprintln!("e2e: {msg}");
 }
 
