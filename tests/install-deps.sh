@@ -20,6 +20,8 @@ packages=(
 	busybox-static cpio gzip kmod iproute2
 	# bindgen, pahole, C toolchain, checkpatch's interpreter
 	libclang-dev dwarves gcc make perl
+	# the TCP traffic generator and the tcp-monitor check's judge, the trace decoder
+	python3
 )
 # QEMU packages that must all come from bookworm when any is installed.
 qemu_family=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils qemu-block-extra)
