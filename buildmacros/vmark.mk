@@ -14,7 +14,9 @@
 # Variables (command line or environment):
 #   KDIR         kernel build tree; default /lib/modules/$(uname -r)/build.
 #                Pass KDIR=/lib/modules/<release>/build to build for a kernel
-#                other than the running one.
+#                other than the running one; a 32-bit (i386) kernel's tree
+#                works too, from an x86-64 machine (Kbuild takes -m32 from
+#                the tree's CONFIG_X86_32; no 32-bit C library is needed).
 #   VMARK_KDIR   the same, under a name no other Makefile uses; wins over a
 #                KDIR from the environment (a KDIR on the command line wins).
 #   VMARK_BUILD  the vmark-build binary; default the workspace's

@@ -37,12 +37,12 @@ static void vmark_fire(struct vmark_record *rec)
 	if (!c || READ_ONCE(c->dead))
 		return;
 	ctl = c->ctl;
-	__atomic_fetch_add(&ctl->triggers, 1, __ATOMIC_RELAXED);
+	__vmark_inc64(&ctl->triggers);
 	if (xchg(&ctl->pending, 1))
 		return;
 	/* The host measures trigger-to-sample latency from this stamp. */
 	WRITE_ONCE(ctl->last_trigger_ns, READ_ONCE(rec->last_trigger_ns));
-	__atomic_fetch_add(&ctl->notifications, 1, __ATOMIC_RELAXED);
+	__vmark_inc64(&ctl->notifications);
 	notify_remote_via_evtchn(c->port);
 }
 
@@ -55,7 +55,7 @@ void vmark_install_hooks(struct vmark_mod *vm)
 	for (i = 0; i < vm->nr_recs; i++)
 		if (vm->values[i])
 			WRITE_ONCE(vm->recs[i]->hook,
-				   (u64)(unsigned long)&vmark_hook);
+				   (unsigned long)&vmark_hook);
 	vm->hooked = true;
 }
 

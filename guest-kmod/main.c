@@ -108,6 +108,9 @@ static void vmark_add_loaded(void)
 	struct list_head *pos;
 	unsigned int i, n = 0, skipped = 0;
 
+	/* Their records are data symbols, gone from live modules (see scan.c). */
+	if (!IS_ENABLED(CONFIG_KALLSYMS_ALL))
+		pr_info("kernel without CONFIG_KALLSYMS_ALL: only modules loaded after the helper have their marks found\n");
 	mods = kcalloc(VMARK_SCAN_MAX, sizeof(*mods), GFP_KERNEL);
 	if (!mods)
 		return;

@@ -19,9 +19,12 @@
 #include <asm/xen/page.h>
 #include "vmark_helper.h"
 
-#ifndef CONFIG_KALLSYMS_ALL
-#error "vmark_helper needs CONFIG_KALLSYMS_ALL: records are found as data symbols"
-#endif
+/*
+ * Without CONFIG_KALLSYMS_ALL (Debian's i386 kernels) a live module keeps
+ * only its function symbols; its full symbol table, data symbols included,
+ * is there only while it is coming (MODULE_STATE_COMING).  The helper then
+ * finds the marks of the modules loaded after it only (main.c says so).
+ */
 
 /* Highest frame number the host accepts (publish.rs MAX_FRAME). */
 #define VMARK_MAX_FRAME ((1ULL << 40) - 1)

@@ -19,6 +19,10 @@
 #include "vmark_abi.h"
 #include "vmark.h"
 
+#ifndef CONFIG_XEN
+#error "vmark_helper talks to Xen (xenstore, event channels, grants): the kernel has no CONFIG_XEN"
+#endif
+
 /* Marks published per module; more are ignored with a warning. */
 #define VMARK_MAX_MARKS 256
 /* Longest mark name the host accepts (publish.rs MAX_NAME_LEN). */

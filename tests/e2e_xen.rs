@@ -12,6 +12,12 @@
 //! (e) `rmmod marks_demo` makes the running watch report `withdrawn`, `insmod` `back`,
 //!     and the triggers after that are counted;
 //! (f) a watch killed and started again sees the triggers fired after its start;
+//! and, on the PV guest, the faults of issue 8 (`check_faults`): (g) the helper reloaded
+//! under a watch (triggers resume, counts add up), (h) the guest rewriting its published
+//! tree in a loop (the watch's CPU stays bounded, sampling goes on), (i) a recording onto a
+//! small full tmpfs (the file ends on a whole line, the watch carries on), (j) SIGTERM to a
+//! `--pause` watch (the guest is running afterwards), (k) the guest destroyed mid-watch (a
+//! clear status, a complete recording);
 //! and, for generic introspection, that `vmark ps` and `vmark modules` live (`xen:GUEST`)
 //! and on the PV guest's `xl dump-core` match the guest's own `ps` and `/proc/modules`,
 //! and a mark is read from the dump without xenstore. `e2e_pvh_xl_dump_core` does the
@@ -422,6 +428,9 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
     // dom0-scenario.sh dumps the PV guest here; the PVH one in a run of its own.
     let pv = read_text(&d.join("type")).as_deref().map(str::trim) == Some("pv");
     check_introspection(&d, pv, &mut bad);
+    if pv {
+        figures.extend(check_faults(&d, &mut bad));
+    }
 
     // The guest's kernel stayed healthy.
     let console = read_text(&d.join("console.log")).unwrap_or_default();
@@ -432,6 +441,186 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
     }
     if !console.contains("VMARK-GUEST done") {
         bad("the guest did not finish its scenario (no VMARK-GUEST done)".into());
+    }
+    figures
+}
+
+/// The exit status a script recorded.
+fn rc(p: &Path) -> Option<i32> {
+    read_text(p)?.trim().parse().ok()
+}
+
+/// Every line of a recording is whole JSON and the file ends on a newline.
+fn whole_lines(p: &Path) -> Result<Vec<Value>, String> {
+    let t = read_text(p).ok_or_else(|| format!("{} is missing", p.display()))?;
+    if !t.is_empty() && !t.ends_with('\n') {
+        return Err(format!("{} ends on a partial line", p.display()));
+    }
+    t.lines()
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}: {l:?}", p.display())))
+        .collect()
+}
+
+/// Issue 8's faults on a running watch (dom0-scenario.sh's `faults`).
+fn check_faults(d: &Path, bad: &mut impl FnMut(String)) -> Vec<String> {
+    let mut figures = Vec::new();
+    let err = |f: &str| read_text(&d.join(f)).unwrap_or_default();
+    // (g) helper reloaded: 5 triggers before, 7 after; the watch bound again.
+    let w5 = json_lines(&d.join("watch5.jsonl"));
+    let events: Vec<&str> = w5.iter().filter_map(|v| v["event"].as_str()).collect();
+    if !events.contains(&"rebound") {
+        bad(format!(
+            "(g) the watch did not bind again after the helper reloaded: events {events:?}; stderr {}",
+            err("watch5.err").trim()
+        ));
+    }
+    if folded_sum(&w5) != 12 {
+        bad(format!(
+            "(g) 5 + 7 triggers around a helper reload; folded counts add up to {}",
+            folded_sum(&w5)
+        ));
+    }
+    // (h) a tree rewritten in a loop: CPU bounded, refreshes bounded, sampling on.
+    let churn = read_text(&d.join("churn-cpu.txt")).unwrap_or_default();
+    let word = |k: &str| -> Option<f64> {
+        let w: Vec<&str> = churn.split_whitespace().collect();
+        w.iter().position(|x| *x == k)?;
+        w.get(w.iter().position(|x| *x == k)? + 1)?.parse().ok()
+    };
+    let writes = read_text(&d.join("churn-6.txt"))
+        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok());
+    match (word("ticks"), word("hz"), word("seconds"), word("samples")) {
+        (Some(t), Some(hz), Some(secs), Some(n)) if secs > 0.0 => {
+            let cpu = t / hz / secs;
+            figures.push(format!(
+                "(h) guest rewrote its tree {writes:?} times in {secs:.1} s: watch CPU {:.0} %, {n} samples at 100 ms",
+                cpu * 100.0
+            ));
+            if cpu > 0.5 {
+                bad(format!(
+                    "(h) the watch used {:.0} % of a CPU while the guest churned",
+                    cpu * 100.0
+                ));
+            }
+            if n < secs * 10.0 * 0.5 {
+                bad(format!(
+                    "(h) sampling starved: {n} samples in {secs:.1} s at 100 ms"
+                ));
+            }
+        }
+        _ => bad(format!("(h) no churn figures: {churn:?}")),
+    }
+    if writes.is_none_or(|w| w < 20) {
+        bad(format!(
+            "(h) the guest did not churn its tree: {writes:?} writes"
+        ));
+    }
+    let cerr = err("churn.err");
+    let refreshes = cerr
+        .lines()
+        .find_map(|l| l.strip_prefix("xenstore: "))
+        .and_then(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                w.first()?.parse::<u64>().ok()?,
+                w.get(2)?.parse::<u64>().ok()?,
+            ))
+        });
+    match refreshes {
+        Some((events, refreshes)) => {
+            figures.push(format!(
+                "(h) {events} xenstore events → {refreshes} refreshes"
+            ));
+            // At most 2 a second (WATCH_REFRESH_MIN_INTERVAL_MS) over the watch's life.
+            if refreshes > 2 * 20 {
+                bad(format!("(h) {refreshes} refreshes for {events} events"));
+            }
+        }
+        None => bad(format!(
+            "(h) no xenstore line in the summary: {}",
+            cerr.trim()
+        )),
+    }
+    // (i) recording onto a full tmpfs.
+    let ferr = err("full.err");
+    if rc(&d.join("full.rc")) != Some(3) {
+        bad(format!(
+            "(i) a recording that hit a full disk: exit {:?} (want 3); stderr {}",
+            rc(&d.join("full.rc")),
+            ferr.trim()
+        ));
+    }
+    if !ferr.contains("No space left on device") || !ferr.contains("last complete line") {
+        bad(format!(
+            "(i) the full disk is not reported: {}",
+            ferr.trim()
+        ));
+    }
+    match whole_lines(&d.join("full-rec.jsonl")) {
+        Ok(lines) if !lines.is_empty() => figures.push(format!(
+            "(i) full tmpfs: {} whole lines recorded",
+            lines.len()
+        )),
+        Ok(_) => bad("(i) nothing recorded before the disk filled".into()),
+        Err(e) => bad(format!("(i) {e}")),
+    }
+    let shown = json_lines(&d.join("full.out"))
+        .iter()
+        .filter(|v| v.get("event").is_none())
+        .count();
+    if shown != 60 {
+        bad(format!(
+            "(i) the watch should carry on to its 60 samples: {shown}"
+        ));
+    }
+    // (j) SIGTERM while sampling with --pause.
+    let perr = err("pause.err");
+    if rc(&d.join("pause.rc")) != Some(0) || !perr.contains("stopped by SIGTERM") {
+        bad(format!(
+            "(j) SIGTERM to a --pause watch: exit {:?}, stderr {}",
+            rc(&d.join("pause.rc")),
+            perr.trim()
+        ));
+    }
+    let state = read_text(&d.join("pause-xl-list.txt"))
+        .and_then(|t| Some(t.lines().nth(1)?.split_whitespace().nth(4)?.to_string()));
+    match &state {
+        Some(s) if !s.contains('p') => {}
+        other => bad(format!(
+            "(j) after SIGTERM the guest's xl list state is {other:?} (paused?)"
+        )),
+    }
+    if guest_values(&d.join("val-P.txt")).is_none() {
+        bad("(j) the guest did not answer after the --pause watch ended".into());
+    }
+    let paused = json_lines(&d.join("pause.out"))
+        .iter()
+        .filter(|v| v.get("paused_ns").is_some())
+        .count();
+    figures.push(format!(
+        "(j) {paused} paused samples, then SIGTERM: guest state {state:?}"
+    ));
+    // (k) destroyed mid-watch.
+    let derr = err("destroy.err");
+    if rc(&d.join("destroy.rc")) != Some(2) || !derr.contains("watch ended: the domain is gone") {
+        bad(format!(
+            "(k) the guest destroyed mid-watch: exit {:?} (want 2), stderr {}",
+            rc(&d.join("destroy.rc")),
+            derr.trim()
+        ));
+    }
+    match whole_lines(&d.join("destroy-rec.jsonl")) {
+        Ok(lines) => {
+            let samples = lines.iter().filter(|v| v.get("event").is_none()).count();
+            if samples < 5 || lines.last().map(|v| v["event"].clone()) != Some("domain-gone".into())
+            {
+                bad(format!(
+                    "(k) the recording should hold the samples and end with domain-gone: {samples} samples, last {:?}",
+                    lines.last()
+                ));
+            }
+        }
+        Err(e) => bad(format!("(k) {e}")),
     }
     figures
 }
@@ -541,7 +730,8 @@ fn nested_run(name: &str, types: &[&str], what: &str, qemu_timeout: Duration) ->
         let _ = std::fs::remove_dir_all(&w);
     }
     std::fs::create_dir_all(&w).unwrap();
-    let guest_files = format!("{} {}", helper.display(), demo.display());
+    // One a line: the paths may hold spaces (boot.sh).
+    let guest_files = format!("{}\n{}", helper.display(), demo.display());
     let init = root.join("tests/e2e/guest-init.sh");
     let scenario = root.join("tests/e2e/dom0-scenario.sh");
     let kernel = format!("/boot/vmlinuz-{kver}");

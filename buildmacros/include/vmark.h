@@ -13,9 +13,10 @@
  *   VMARK_TRIGGER(state);             ask the host for a capture now
  *
  * A mark emits a 64-byte record (struct vmark_record, see vmark_abi.h; aligned
- * so it never straddles a page) into the
- * section VMARK_RECORD_SECTION; vmark-build finds the records in the built
- * module, resolves each variable's C type from DWARF and embeds the manifest.
+ * so it never straddles a page; the same layout in 32- and 64-bit kernels)
+ * into the section VMARK_RECORD_SECTION; vmark-build finds the records in the
+ * built module, resolves each variable's C type from DWARF and embeds the
+ * manifest.
  * The helper module (vmark_helper.ko) finds the records of every loaded
  * module; nothing here depends on it, and no registration call is needed.
  *
@@ -25,6 +26,7 @@
 #ifndef VMARK_H
 #define VMARK_H
 
+#include <linux/atomic.h>
 #include <linux/compiler.h>
 #include <linux/stringify.h>
 #include <linux/rcupdate.h>
@@ -115,12 +117,36 @@ static __always_inline void __vmark_write_end(struct vmark_record *rec)
 /** VMARK_WRITE_END() - close the write opened by VMARK_WRITE_BEGIN() */
 #define VMARK_WRITE_END(var) __vmark_write_end(&__VMARK_REC(var))
 
+/*
+ * *@counter += 1, atomically: the ABI's counters are 64-bit on every guest.
+ * Also used by the helper module.
+ */
+static __always_inline void __vmark_inc64(__u64 *counter)
+{
+#ifdef CONFIG_64BIT
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+#else
+	/*
+	 * 32-bit x86 has no 64-bit add and the compiler would call libatomic,
+	 * which the kernel lacks: cmpxchg8b in a loop.  A torn first read only
+	 * costs one more round.
+	 */
+	u64 old, seen = READ_ONCE(*counter);
+
+	do {
+		old = seen;
+		seen = cmpxchg64(counter, old, old + 1);
+	} while (seen != old);
+#endif
+}
+
 static __always_inline void __vmark_trigger(struct vmark_record *rec)
 {
 	struct vmark_hook *hook;
 
 	/* The counter lets the host count triggers folded into one event. */
-	__atomic_add_fetch(&rec->triggers, 1, __ATOMIC_RELAXED);
+	__vmark_inc64(&rec->triggers);
+	/* Two stores on 32-bit guests: the host reads it as advisory. */
 	WRITE_ONCE(rec->last_trigger_ns, ktime_get_mono_fast_ns());
 	if (likely(!READ_ONCE(rec->hook)))
 		return;

@@ -3,9 +3,12 @@
 //! `vmark.h` emits, per mark, a 64-byte `struct vmark_record` named `__vmark_rec_<var>` into
 //! the section `.vmark.records`. In an unloaded object the record's `addr` and `name`
 //! fields are still zero: their values are in the relocations of `.rela.vmark.records`
-//! (`R_X86_64_64` against a section symbol plus addend, or against a named symbol). This
-//! module reads those relocations to find each mark's variable (as ELF section + offset,
-//! which is how the DWARF locates it too) and its name string. Feature uses
+//! (`R_X86_64_64` against a section symbol plus addend, or against a named symbol). A
+//! 32-bit (i386) module has `.rel.vmark.records` instead: `R_386_32` relocations of the
+//! fields' low halves, the addend in the section bytes, and high halves that stay zero
+//! (`struct vmark_record` in `vmark_abi.h`). This module reads those relocations to find
+//! each mark's variable (as ELF section + offset, which is how the DWARF locates it too)
+//! and its name string. Feature uses
 //! (`VMARK_WRITE_BEGIN`, `VMARK_TRIGGER`) are ELF notes in a non-allocated section and
 //! become [`MarkFlags`].
 //!
@@ -13,7 +16,8 @@
 
 use object::read::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
 use object::{
-    BinaryFormat, Endianness, ObjectKind, RelocationKind, SectionIndex, SymbolKind, SymbolSection,
+    Architecture, BinaryFormat, Endianness, ObjectKind, RelocationKind, SectionIndex, SymbolKind,
+    SymbolSection,
 };
 use std::collections::{BTreeMap, HashMap};
 use vmark_proto::abi::{VMARK_ABI_VERSION, VMARK_RECORD_MAGIC};
@@ -45,8 +49,8 @@ pub enum MarkError {
     /// Not an ELF file `object` can parse.
     #[error("cannot parse the ELF object: {0}")]
     Object(#[from] object::Error),
-    /// An ELF file, but not a little-endian 64-bit relocatable object.
-    #[error("not a 64-bit little-endian relocatable ELF object (.o or .ko): {0}")]
+    /// An ELF file, but not a little-endian relocatable object of a supported machine.
+    #[error("not a little-endian x86-64 or i386 relocatable ELF object (.o or .ko): {0}")]
     NotRelocatable(String),
     /// A `__vmark_rec_*` symbol that is not a whole record in `.vmark.records`.
     #[error("record {symbol}: {detail}")]
@@ -116,7 +120,7 @@ pub fn find_marks(data: &[u8]) -> Result<Vec<FoundMark>, MarkError> {
 
 /// [`find_marks`] on an already parsed object.
 pub fn find_marks_in(file: &object::File<'_>) -> Result<Vec<FoundMark>, MarkError> {
-    check_kind(file)?;
+    let address_size = check_kind(file)?;
     let Some(records) = file.section_by_name(RECORD_SECTION) else {
         return Ok(Vec::new());
     };
@@ -167,8 +171,15 @@ pub fn find_marks_in(file: &object::File<'_>) -> Result<Vec<FoundMark>, MarkErro
                 .expect("8 bytes"),
         );
 
-        let addr = resolve_field(file, &relocs, off + ADDR_FIELD, sym_name, "addr")?;
-        let name_at = resolve_field(file, &relocs, off + NAME_FIELD, sym_name, "name")?;
+        let slots = Slots {
+            file,
+            relocs: &relocs,
+            section: rec_data,
+            address_size,
+            symbol: sym_name,
+        };
+        let addr = slots.resolve(off + ADDR_FIELD, "addr")?;
+        let name_at = slots.resolve(off + NAME_FIELD, "name")?;
         let name = match name_at {
             VarLocation::Defined { section, offset } => read_c_string(file, section, offset)
                 .map_err(|detail| MarkError::BadRelocation {
@@ -221,77 +232,126 @@ pub fn find_marks_in(file: &object::File<'_>) -> Result<Vec<FoundMark>, MarkErro
     Ok(marks)
 }
 
-fn check_kind(file: &object::File<'_>) -> Result<(), MarkError> {
+/// Checks that `file` is an object whose records this module reads; returns the size in
+/// bytes of the guest's addresses (8 for x86-64 and other 64-bit ELF, 4 for i386).
+fn check_kind(file: &object::File<'_>) -> Result<u8, MarkError> {
     if file.format() != BinaryFormat::Elf {
         return Err(MarkError::NotRelocatable(format!("{:?}", file.format())));
     }
-    if !file.is_64() || file.endianness() != Endianness::Little {
-        return Err(MarkError::NotRelocatable(
-            "32-bit or big-endian ELF".to_string(),
-        ));
+    if file.endianness() != Endianness::Little {
+        return Err(MarkError::NotRelocatable("big-endian ELF".to_string()));
     }
+    let address_size = if file.is_64() {
+        8
+    } else if file.architecture() == Architecture::I386 {
+        4
+    } else {
+        return Err(MarkError::NotRelocatable(format!(
+            "32-bit ELF for {:?} (of 32-bit machines only i386 is supported)",
+            file.architecture()
+        )));
+    };
     if file.kind() != ObjectKind::Relocatable {
         return Err(MarkError::NotRelocatable(format!(
             "{:?} object (build-time marks need the module's .o/.ko)",
             file.kind()
         )));
     }
-    Ok(())
+    Ok(address_size)
 }
 
-/// The target of the absolute 64-bit relocation at `at` in `.vmark.records`.
-fn resolve_field(
-    file: &object::File<'_>,
-    relocs: &HashMap<u64, object::Relocation>,
-    at: u64,
-    symbol: &str,
-    field: &'static str,
-) -> Result<VarLocation, MarkError> {
-    let bad = |detail: String| MarkError::BadRelocation {
-        symbol: symbol.to_string(),
-        field,
-        detail,
-    };
-    let rel = relocs
-        .get(&at)
-        .ok_or_else(|| bad("no relocation (the record was not made by VMARK())".into()))?;
-    if rel.kind() != RelocationKind::Absolute || rel.size() != 64 {
-        return Err(bad(format!(
-            "unexpected relocation {:?} of {} bits (expected absolute 64-bit)",
-            rel.flags(),
-            rel.size()
-        )));
-    }
-    if rel.has_implicit_addend() {
-        return Err(bad(
-            "REL relocations are not supported (expected RELA)".into()
-        ));
-    }
-    let RelocationTarget::Symbol(index) = rel.target() else {
-        return Err(bad(format!("unsupported target {:?}", rel.target())));
-    };
-    let target = file
-        .symbol_by_index(index)
-        .map_err(|e| bad(format!("symbol {}: {e}", index.0)))?;
-    match target.section() {
-        SymbolSection::Section(section) => {
-            let offset = target
-                .address()
-                .checked_add_signed(rel.addend())
-                .ok_or_else(|| bad(format!("addend {} out of range", rel.addend())))?;
-            Ok(VarLocation::Defined { section, offset })
+/// What resolving one record's address slots needs.
+struct Slots<'a, 'data, 'file> {
+    file: &'file object::File<'data>,
+    relocs: &'a HashMap<u64, object::Relocation>,
+    /// The bytes of `.vmark.records` (where REL relocations keep their addends).
+    section: &'a [u8],
+    /// Bytes the relocation fills: 8, or 4 in an i386 object.
+    address_size: u8,
+    /// The record's symbol.
+    symbol: &'a str,
+}
+
+impl Slots<'_, '_, '_> {
+    /// The target of the absolute relocation of the address slot at `at` (a 64-bit slot:
+    /// all of it, or the low half with a zero high half in a 32-bit object).
+    fn resolve(&self, at: u64, field: &'static str) -> Result<VarLocation, MarkError> {
+        let bad = |detail: String| MarkError::BadRelocation {
+            symbol: self.symbol.to_string(),
+            field,
+            detail,
+        };
+        let width = u64::from(self.address_size);
+        let rel = self
+            .relocs
+            .get(&at)
+            .ok_or_else(|| bad("no relocation (the record was not made by VMARK())".into()))?;
+        if rel.kind() != RelocationKind::Absolute || u64::from(rel.size()) != 8 * width {
+            return Err(bad(format!(
+                "unexpected relocation {:?} of {} bits (expected absolute {}-bit)",
+                rel.flags(),
+                rel.size(),
+                8 * width
+            )));
         }
-        SymbolSection::Undefined if rel.addend() == 0 => Ok(VarLocation::External {
-            symbol: target
-                .name()
-                .map_err(|e| bad(format!("symbol name: {e}")))?
-                .to_string(),
-        }),
-        other => Err(bad(format!(
-            "symbol {:?} in {other:?} with addend {} is not a variable",
-            target.name().unwrap_or("?"),
+        let addend = if rel.has_implicit_addend() {
+            // REL (i386): the addend is the slot's initial value, a signed word.
+            let raw = self
+                .bytes(at, width)
+                .ok_or_else(|| bad(format!("slot at {at:#x} beyond the section")))?;
+            match *raw {
+                [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+                [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
+                _ => return Err(bad(format!("{width}-byte address slot"))),
+            }
+        } else {
             rel.addend()
-        ))),
+        };
+        if width < 8 {
+            // The high half of a 32-bit guest's slot: zero, and nothing relocates it.
+            let high = at + width;
+            let zero = self
+                .bytes(high, 8 - width)
+                .is_some_and(|b| b.iter().all(|&x| x == 0));
+            if !zero || self.relocs.contains_key(&high) {
+                return Err(bad(
+                    "the high half of the 64-bit slot is not zero or is relocated (a record made by an older vmark.h? rebuild against this one)".to_string(),
+                ));
+            }
+        }
+        let RelocationTarget::Symbol(index) = rel.target() else {
+            return Err(bad(format!("unsupported target {:?}", rel.target())));
+        };
+        let target = self
+            .file
+            .symbol_by_index(index)
+            .map_err(|e| bad(format!("symbol {}: {e}", index.0)))?;
+        match target.section() {
+            SymbolSection::Section(section) => {
+                let offset = target
+                    .address()
+                    .checked_add_signed(addend)
+                    .ok_or_else(|| bad(format!("addend {addend} out of range")))?;
+                Ok(VarLocation::Defined { section, offset })
+            }
+            SymbolSection::Undefined if addend == 0 => Ok(VarLocation::External {
+                symbol: target
+                    .name()
+                    .map_err(|e| bad(format!("symbol name: {e}")))?
+                    .to_string(),
+            }),
+            other => Err(bad(format!(
+                "symbol {:?} in {other:?} with addend {addend} is not a variable",
+                target.name().unwrap_or("?"),
+            ))),
+        }
+    }
+
+    /// `len` bytes of the records section from `at`.
+    fn bytes(&self, at: u64, len: u64) -> Option<&[u8]> {
+        let start = usize::try_from(at).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.section.get(start..end)
     }
 }
 

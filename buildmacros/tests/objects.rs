@@ -63,6 +63,17 @@ fn work_dir(name: &str) -> PathBuf {
 
 /// Compiles SOURCE (with `extra` in place of EXTRA) and returns the object's bytes.
 fn compile(name: &str, extra: &str, debug: bool) -> (PathBuf, Vec<u8>) {
+    compile_with(name, extra, debug, &[])
+}
+
+/// Compiles SOURCE as a 32-bit (i386) object, as a 32-bit kernel's modules are: ELF32,
+/// `R_386_32` REL relocations, 4-byte DWARF addresses. Freestanding, so gcc needs no
+/// 32-bit C library, and without PIC, as Kbuild compiles.
+fn compile_i386(name: &str, extra: &str) -> (PathBuf, Vec<u8>) {
+    compile_with(name, extra, true, &["-m32", "-ffreestanding", "-fno-pic"])
+}
+
+fn compile_with(name: &str, extra: &str, debug: bool, flags: &[&str]) -> (PathBuf, Vec<u8>) {
     let dir = work_dir(name);
     let src = dir.join(format!("{name}.c"));
     std::fs::write(&src, SOURCE.replace("EXTRA", extra)).unwrap();
@@ -70,6 +81,7 @@ fn compile(name: &str, extra: &str, debug: bool) -> (PathBuf, Vec<u8>) {
     let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared-proto/include");
     let mut cmd = Command::new("gcc");
     cmd.args(["-O1", "-c", "-Wall", "-Werror"])
+        .args(flags)
         .arg("-I")
         .arg(&include)
         .arg("-o")
@@ -222,4 +234,90 @@ fn malformed_objects_are_errors_not_panics() {
         let _ = find_marks(&junk);
         let _ = build_manifest(&junk, &BuildOptions::default());
     }
+}
+
+/// The marks of `SOURCE` plus a pointer and an external variable.
+const I386_EXTRA: &str =
+    "static struct pt *ptp = &point; REC(ptp, \"ptp\"); REC(ext_var, \"ext\");";
+
+#[test]
+fn i386_objects_have_marks_with_4_byte_addresses() {
+    let (obj, data) = compile_i386("i386", I386_EXTRA);
+    assert_eq!(&data[4..6], &[1, 1], "ELFCLASS32, little-endian");
+    let marks = find_marks(&data).unwrap();
+    let by_name = |n: &str| marks.iter().find(|m| m.name == n).unwrap();
+    assert_eq!(
+        by_name("counter").size,
+        4,
+        "unsigned long is 4 bytes on i386"
+    );
+    assert_eq!(
+        by_name("counter").flags,
+        MarkFlags(MarkFlags::SEQ | MarkFlags::TRIGGER)
+    );
+    assert_eq!(
+        (by_name("pt").symbol.as_str(), by_name("pt").size),
+        ("point", 16)
+    );
+    assert!(matches!(
+        by_name("pt").location,
+        VarLocation::Defined { .. }
+    ));
+    assert_eq!(by_name("ptp").size, 4);
+    assert_eq!(
+        by_name("ext").location,
+        VarLocation::External {
+            symbol: "ext_var".into()
+        }
+    );
+
+    let opts = BuildOptions {
+        fallback_module_name: Some("i386".into()),
+        ..Default::default()
+    };
+    let m = build_manifest(&data, &opts).unwrap();
+    let size = |mark: &str| m.types.size_of(m.mark(mark).unwrap().ty);
+    assert_eq!(size("counter"), Some(4));
+    assert_eq!(size("ptp"), Some(4), "pointers are 4 bytes");
+    assert_eq!(m.types.type_name(m.mark("ptp").unwrap().ty), "struct pt *");
+    assert_eq!(size("pt"), Some(16));
+    // The manifest embeds into the ELF32 object and reads back unchanged.
+    let blob = vmark_proto::encode(&m).unwrap();
+    let out = embed(&data, &blob).unwrap();
+    assert_eq!(extract(&out).unwrap().unwrap(), m);
+    assert_eq!(build_manifest(&out, &opts).unwrap(), m);
+    let embedded = obj.with_extension("embedded.o");
+    std::fs::write(&embedded, &out).unwrap();
+    let r = Command::new("readelf")
+        .arg("-hSW")
+        .arg(&embedded)
+        .output()
+        .expect("readelf (binutils) runs");
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success() && r.stderr.is_empty(), "readelf: {text}");
+    assert!(
+        text.contains("ELF32") && text.contains(".vmark.manifest"),
+        "{text}"
+    );
+}
+
+#[test]
+fn i386_record_with_a_nonzero_high_half_is_refused() {
+    use vmark_build::object::read::{Object, ObjectSection};
+    let (_, data) = compile_i386("i386-high", "");
+    let file = vmark_build::object::File::parse(&*data).unwrap();
+    let (off, _) = file
+        .section_by_name(".vmark.records")
+        .unwrap()
+        .file_range()
+        .unwrap();
+    // The high half of the first record's `addr` slot (bytes 12..16).
+    let mut bad = data.clone();
+    bad[off as usize + 12] = 1;
+    let err = find_marks(&bad).unwrap_err();
+    assert!(
+        matches!(&err, MarkError::BadRelocation { field: "addr", .. })
+            && err.to_string().contains("high half"),
+        "{err}"
+    );
 }

@@ -90,7 +90,14 @@ say "IPv4: 8 s at full rate, watched on every trigger, then 30 s idle"
 "$VMARK" watch "$G" last_tp --on-trigger --quiet --record "$OUT/watch.jsonl" --duration 20s \
 	> "$OUT/watch.out" 2> "$OUT/watch.err" &
 WPID=$!
-sleep 3
+# Start the traffic once the watch says it is listening (bound, calibrated,
+# subscribed), not after a guessed delay.
+for _ in $(seq 1 150); do
+	grep -q "^vmark: watching" "$OUT/watch.err" 2>/dev/null && break
+	kill -0 $WPID 2>/dev/null || break
+	sleep 0.2
+done
+grep -q "^vmark: watching" "$OUT/watch.err" || say "the watch is not listening: $(tail -n 3 "$OUT/watch.err")"
 traffic v4 10.9.0.2 --duration 8 --hold 30
 sleep 1
 snapshot A

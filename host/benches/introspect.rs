@@ -55,12 +55,12 @@ fn group(
     c: &mut Criterion,
     name: &str,
     mem: Arc<dyn PhysicalMemory>,
-    root: u64,
+    (root, mode): (u64, PagingMode),
     va: u64,
     syms: &SymbolTable,
     sym: &str,
 ) {
-    let t = Translator::new(mem.clone(), PagingMode::Long4);
+    let t = Translator::new(mem.clone(), mode);
     let pa = t.translate(root, va).expect("translate");
     let mut g = c.benchmark_group(name);
     g.sample_size(20)
@@ -98,7 +98,7 @@ fn synthetic_image(c: &mut Criterion) {
         c,
         "synthetic",
         mem,
-        root,
+        (root, PagingMode::Long4),
         BASE_VA + 0x12_3458,
         &symbols(),
         "sym_77777",
@@ -126,7 +126,7 @@ fn real_dump(c: &mut Criterion) {
         c,
         "qemu_dump_pread",
         core.clone(),
-        root,
+        (root, k.base().mode),
         va,
         k.symbols(),
         "init_task",
@@ -137,7 +137,7 @@ fn real_dump(c: &mut Criterion) {
         c,
         "qemu_dump_page_cache",
         cached,
-        root,
+        (root, k.base().mode),
         va,
         k.symbols(),
         "init_task",

@@ -19,6 +19,9 @@
 //!   The kernel is found through a vCPU's CR3 (`xc_vcpu_getcontext`) by searching
 //!   kallsyms in the kernel image's virtual range
 //!   ([`Kernel::locate_with_root`]): machine memory is neither scanned nor owned.
+//! - **Kernel files.** `--btf`, `--system-map` and `--vmlinux` ([`KernelFiles`]) give the
+//!   types or symbols a kernel's memory lacks; each is checked against the kernel found
+//!   in memory ([`crate::introspect::files`]) and refused when it is another kernel's.
 //! - **Marks.** Records and manifests are found from the modules' symbols and checked as
 //!   published ones are ([`guest::open_all_in_memory`]).
 
@@ -26,7 +29,7 @@ use crate::decode::{DecodeError, FieldPath, Plan};
 use crate::follow;
 use crate::frames::FrameMapper;
 use crate::guest::{self, GuestError, GuestMarks, OpenMark};
-use crate::introspect::kernel::{Kernel, KernelError};
+use crate::introspect::kernel::{HelperRegistry, Kernel, KernelError, ListWalk, Module, Process};
 use crate::introspect::paging::TranslateError;
 use crate::introspect::phys::elfcore::ElfCore;
 use crate::introspect::phys::qemu_shm::{MachineType, QemuShm};
@@ -37,6 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vmark_proto::text::{escape, escape_bytes};
 use vmark_proto::{Type, TypeId, TypeTable};
 
 /// Most bytes `read-va`/`read-pa` read at once.
@@ -155,6 +159,30 @@ impl SourceSpec {
     }
 }
 
+/// Kernel symbol and type files for a guest whose own kallsyms or BTF cannot be read from
+/// memory (`--btf`, `--system-map`, `--vmlinux` of every command that takes a source).
+/// Each is checked against the kernel in memory ([`crate::introspect::files`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct KernelFiles {
+    /// Kernel types from this file instead of the guest's own BTF: a raw BTF blob (the
+    /// same kernel's /sys/kernel/btf/vmlinux) or any ELF with a .BTF section (a
+    /// vmlinux). Checked against the guest's init_task.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub btf: Option<PathBuf>,
+    /// Kernel symbols from this System.map (Debian's real one is in linux-image-RELEASE-dbg:
+    /// /usr/lib/debug/boot/System.map-RELEASE) instead of the guest's kallsyms, moved by
+    /// the KASLR slide found in memory. Refused unless the guest's banner (and the RELEASE
+    /// of a System.map-RELEASE name) and its kallsyms, when readable, agree.
+    #[arg(long = "system-map", value_name = "FILE", requires = "source")]
+    pub system_map: Option<PathBuf>,
+    /// An ELF vmlinux of the guest's kernel: its symbol table (or, stripped as in a
+    /// vmlinuz, its kallsyms tables) for symbols unless --system-map, and its .BTF
+    /// section for types unless --btf; its banner must be the guest's. A DWARF-only
+    /// vmlinux (no .BTF) is not yet a type source.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub vmlinux: Option<PathBuf>,
+}
+
 /// An opened memory source.
 pub struct Target {
     /// What it is, for messages (file name or domain).
@@ -163,6 +191,7 @@ pub struct Target {
     mapper: Arc<dyn FrameMapper>,
     /// A page-table root to locate the kernel through instead of scanning memory.
     root: Option<(u64, crate::introspect::paging::PagingMode)>,
+    files: KernelFiles,
 }
 
 impl std::fmt::Debug for Target {
@@ -201,6 +230,7 @@ impl Target {
             mapper: Arc::new(CopyMapper::new(mem.clone())),
             mem,
             root: None,
+            files: KernelFiles::default(),
         })
     }
 
@@ -239,6 +269,7 @@ impl Target {
                 vcpu.cr3,
                 PagingMode::from_registers(vcpu.cr4, vcpu.efer, true),
             )),
+            files: KernelFiles::default(),
         })
     }
 
@@ -254,15 +285,67 @@ impl Target {
         &self.mem
     }
 
-    /// Locates the kernel; with `btf`, also reads its BTF (needed for processes, modules
-    /// and marks).
+    /// Uses these kernel symbol and type files instead of what memory holds.
+    pub fn with_files(mut self, files: KernelFiles) -> Self {
+        self.files = files;
+        self
+    }
+
+    /// Locates the kernel (with the symbols of `--system-map` or `--vmlinux` when given);
+    /// with `btf`, also reads its BTF (needed for processes, modules and marks) from the
+    /// guest, or from `--btf` / the vmlinux's `.BTF`.
     pub fn kernel(&self, btf: bool) -> Result<Kernel, CliError> {
-        let mut k = match self.root {
-            Some((root, mode)) => Kernel::locate_with_root(self.mem.clone(), root, mode)?,
-            None => Kernel::locate(self.mem.clone())?,
+        use crate::introspect::files;
+        let (vmlinux_symbols, vmlinux_btf) = match &self.files.vmlinux {
+            Some(path) => {
+                let (symbols, types) = files::vmlinux(path)?;
+                (Some(symbols), types.map(|t| (t, path)))
+            }
+            None => (None, None),
         };
-        if btf {
-            k.load_btf()?;
+        let link = match &self.files.system_map {
+            Some(path) => {
+                let mut map = files::system_map(path)?;
+                // The vmlinux knows the exact banner; the map only its file name's release.
+                if let Some(v) = &vmlinux_symbols {
+                    map.banner = v.banner.clone();
+                }
+                Some(map)
+            }
+            None => vmlinux_symbols,
+        };
+        let mut k = match (&link, self.root) {
+            (Some(link), root) => files::locate(self.mem.clone(), root, link)?,
+            (None, Some((root, mode))) => Kernel::locate_with_root(self.mem.clone(), root, mode)?,
+            (None, None) => Kernel::locate(self.mem.clone())?,
+        };
+        if !btf {
+            return Ok(k);
+        }
+        let from_file = match &self.files.btf {
+            Some(path) => Some((files::btf_file(path)?, path)),
+            None => vmlinux_btf,
+        };
+        match from_file {
+            Some((types, path)) => {
+                files::check_btf(&k, &types, &path.display().to_string())?;
+                k.set_btf(Arc::new(types));
+            }
+            None if self.files.vmlinux.is_some() => {
+                // A vmlinux without .BTF: the guest's own BTF, or say why there is none.
+                k.load_btf().map_err(|e| match e {
+                    KernelError::NoKernelBtf | KernelError::KernelBtf { .. } => {
+                        CliError::Usage(format!(
+                            "{e}. (The --vmlinux file has no .BTF section: a DWARF-only \
+                             vmlinux is not yet a type source.)"
+                        ))
+                    }
+                    other => other.into(),
+                })?;
+            }
+            None => {
+                k.load_btf()?;
+            }
         }
         Ok(k)
     }
@@ -386,13 +469,26 @@ pub fn read_va(
     match pid {
         None => k.read(addr, &mut buf)?,
         Some(pid) => {
-            let p = k
-                .processes()?
-                .into_iter()
-                .find(|p| p.pid == pid)
-                .ok_or_else(|| CliError::Usage(format!("no process with pid {pid}")))?;
+            // Tasks that do not read are skipped: the one asked for may still be there.
+            let walk = k.walk_processes()?;
+            let p = walk.ok().find(|p| p.pid == pid).ok_or_else(|| {
+                let unread = walk.items.iter().filter(|i| i.is_err()).count();
+                let mut msg = format!("no process with pid {pid}");
+                if unread > 0 || walk.end.is_some() {
+                    msg.push_str(&format!(
+                        " ({unread} task(s) could not be read{})",
+                        walk.end.as_ref().map_or(String::new(), |e| format!(
+                            "; the task list ended early: {e}"
+                        ))
+                    ));
+                }
+                CliError::Usage(msg)
+            })?;
             let dtb = p.dtb.ok_or_else(|| {
-                CliError::Usage(format!("pid {pid} ({}) has no address space", p.name))
+                CliError::Usage(format!(
+                    "pid {pid} ({}) has no address space",
+                    escape(&p.name)
+                ))
             })?;
             k.space().translator().read(dtb, addr, &mut buf)?;
         }
@@ -400,21 +496,38 @@ pub fn read_va(
     Ok(write_bytes(out, addr, &buf, how)?)
 }
 
-/// `vmark ps SOURCE`.
+/// `vmark ps SOURCE`. A task that cannot be read is a row with its error (JSON: an object
+/// with `error`), and a task list that breaks ends with the tasks before it and a last row
+/// saying why; neither fails the command.
 pub fn ps(t: &Target, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     let k = t.kernel(true)?;
-    let procs = k.processes()?;
+    Ok(write_processes(&k.walk_processes()?, json, out)?)
+}
+
+/// Prints a task walk as `vmark ps` does: a table (guest names escaped) or a JSON array.
+pub fn write_processes(
+    walk: &ListWalk<Process>,
+    json: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     if json {
-        let rows: Vec<serde_json::Value> = procs
+        let mut rows: Vec<serde_json::Value> = walk
+            .items
             .iter()
-            .map(|p| {
-                serde_json::json!({
+            .map(|item| match item {
+                Ok(p) => serde_json::json!({
                     "pid": p.pid, "tgid": p.tgid, "ppid": p.parent_pid, "name": p.name,
                     "task": format!("{:#x}", p.task), "mm": format!("{:#x}", p.mm),
                     "dtb": p.dtb.map(|d| format!("{d:#x}")),
-                })
+                }),
+                Err(e) => serde_json::json!({
+                    "task": format!("{:#x}", e.addr), "error": e.error.to_string(),
+                }),
             })
             .collect();
+        if let Some(e) = &walk.end {
+            rows.push(serde_json::json!({"list": "tasks", "error": e.to_string()}));
+        }
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
@@ -423,43 +536,98 @@ pub fn ps(t: &Target, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
         "{:>7} {:>7}  {:<18}  {:<12}  COMM",
         "PID", "PPID", "TASK", "DTB"
     )?;
-    for p in procs {
+    for item in &walk.items {
+        match item {
+            Ok(p) => writeln!(
+                out,
+                "{:>7} {:>7}  {:#018x}  {:<12}  {}",
+                p.pid,
+                p.parent_pid.map_or("-".into(), |x| x.to_string()),
+                p.task,
+                p.dtb.map_or("-".into(), |d| format!("{d:#x}")),
+                escape(&p.name)
+            )?,
+            Err(e) => writeln!(
+                out,
+                "{:>7} {:>7}  {:#018x}  {:<12}  (unreadable: {})",
+                "?",
+                "?",
+                e.addr,
+                "-",
+                escape(&e.error.to_string())
+            )?,
+        }
+    }
+    if let Some(e) = &walk.end {
         writeln!(
             out,
-            "{:>7} {:>7}  {:#018x}  {:<12}  {}",
-            p.pid,
-            p.parent_pid.map_or("-".into(), |x| x.to_string()),
-            p.task,
-            p.dtb.map_or("-".into(), |d| format!("{d:#x}")),
-            p.name
+            "-- the task list ends early: {}",
+            escape(&e.to_string())
         )?;
     }
     Ok(())
 }
 
-/// `vmark modules SOURCE`.
+/// `vmark modules SOURCE`. As `ps`: a bad module is a row with its error, a broken list
+/// ends with the modules before it.
 pub fn modules(t: &Target, json: bool, out: &mut dyn Write) -> Result<(), CliError> {
     let k = t.kernel(true)?;
-    let mods = k.modules()?;
+    Ok(write_modules(&k.walk_modules()?, json, out)?)
+}
+
+/// Prints a module walk as `vmark modules` does: a table (guest names escaped) or JSON.
+pub fn write_modules(
+    walk: &ListWalk<Module>,
+    json: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     if json {
-        let rows: Vec<serde_json::Value> = mods
+        let mut rows: Vec<serde_json::Value> = walk
+            .items
             .iter()
-            .map(|m| {
-                serde_json::json!({
+            .map(|item| match item {
+                Ok(m) => serde_json::json!({
                     "name": m.name, "base": format!("{:#x}", m.base), "size": m.size,
                     "module": format!("{:#x}", m.addr),
-                })
+                }),
+                Err(e) => serde_json::json!({
+                    "module": format!("{:#x}", e.addr), "error": e.error.to_string(),
+                }),
             })
             .collect();
+        if let Some(e) = &walk.end {
+            rows.push(serde_json::json!({"list": "modules", "error": e.to_string()}));
+        }
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
     writeln!(out, "{:<24} {:<18} {:>10}  STRUCT", "NAME", "BASE", "SIZE")?;
-    for m in mods {
+    for item in &walk.items {
+        match item {
+            Ok(m) => writeln!(
+                out,
+                "{:<24} {:#018x} {:>10}  {:#x}",
+                escape(&m.name),
+                m.base,
+                m.size,
+                m.addr
+            )?,
+            Err(e) => writeln!(
+                out,
+                "{:<24} {:<18} {:>10}  {:#x} (unreadable: {})",
+                "?",
+                "-",
+                "-",
+                e.addr,
+                escape(&e.error.to_string())
+            )?,
+        }
+    }
+    if let Some(e) = &walk.end {
         writeln!(
             out,
-            "{:<24} {:#018x} {:>10}  {:#x}",
-            m.name, m.base, m.size, m.addr
+            "-- the module list ends early: {}",
+            escape(&e.to_string())
         )?;
     }
     Ok(())
@@ -475,43 +643,92 @@ pub fn sym(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let k = t.kernel(false)?;
+    let mut k = t.kernel(false)?;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
-    let mut module_syms: Option<Vec<crate::introspect::kernel::ModuleSymbol>> = None;
+    let mut module_syms: Option<HelperRegistry> = None;
     for name in names {
         if let Some(s) = k.symbols().get(name) {
             rows.push(serde_json::json!({"name": s.name, "addr": format!("{:#x}", s.addr), "kind": s.kind.to_string()}));
             continue;
         }
         if module_syms.is_none() {
-            module_syms = Some(module_symbols(t)?);
+            // Module symbols need struct layouts: the kernel's BTF, read once.
+            if k.btf().is_err() {
+                k.load_btf()?;
+            }
+            module_syms = Some(k.all_module_symbols(&|_| true)?);
         }
-        match module_syms.iter().flatten().find(|s| &s.name == name) {
+        match module_syms
+            .iter()
+            .flat_map(|r| &r.symbols)
+            .find(|s| &s.name == name)
+        {
             Some(s) => rows.push(serde_json::json!({"name": s.name, "addr": format!("{:#x}", s.addr), "module": s.module, "size": s.size})),
             None => missing.push(name.clone()),
         }
     }
+    // Past the kernel's last symbol (module space), module symbols are looked at too.
+    let kernel_top = k
+        .symbols()
+        .symbols()
+        .iter()
+        .map(|s| s.addr)
+        .max()
+        .unwrap_or(0);
     for a in near {
         let addr = parse_address(a, Some(&k))?;
-        match k
+        if addr > kernel_top && module_syms.is_none() {
+            if k.btf().is_err() {
+                k.load_btf()?;
+            }
+            module_syms = Some(k.all_module_symbols(&|_| true)?);
+        }
+        let in_kernel = k
             .symbols()
             .nearest(addr)
+            .filter(|&(_, off)| off < MAX_SYMBOL_DISTANCE);
+        let in_module = module_syms
+            .iter()
+            .flat_map(|r| &r.symbols)
+            .filter(|s| !s.name.is_empty() && s.addr != 0 && s.addr <= addr)
+            .map(|s| (s, addr - s.addr))
             .filter(|&(_, off)| off < MAX_SYMBOL_DISTANCE)
-        {
-            Some((s, off)) => rows.push(serde_json::json!({
+            .min_by_key(|&(_, off)| off);
+        match (in_kernel, in_module) {
+            (Some((s, off)), m) if m.is_none_or(|(_, moff)| off <= moff) => {
+                rows.push(serde_json::json!({
+                    "addr": format!("{addr:#x}"), "symbol": s.name, "offset": off,
+                    "near": format!("{}+{off:#x}", s.name),
+                }))
+            }
+            (_, Some((s, off))) => rows.push(serde_json::json!({
                 "addr": format!("{addr:#x}"), "symbol": s.name, "offset": off,
-                "near": format!("{}+{off:#x}", s.name),
+                "near": format!("{}+{off:#x}", s.name), "module": s.module,
             })),
-            None => missing.push(a.clone()),
+            _ => missing.push(a.clone()),
         }
     }
+    // Modules whose symbols could not be read: shown, so a name missing from them is explained.
+    let unread: Vec<(String, String)> = module_syms
+        .iter()
+        .flat_map(|r| &r.errors)
+        .map(|(item, e)| (item.clone(), e.to_string()))
+        .collect();
     if json {
+        for (item, e) in &unread {
+            rows.push(serde_json::json!({"item": item, "error": e}));
+        }
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
     } else {
+        for (item, e) in &unread {
+            writeln!(out, "-- {}: {}", escape(item), escape(e))?;
+        }
         for r in &rows {
-            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-            if r.get("near").is_some() {
+            let s = |k: &str| escape(r[k].as_str().unwrap_or("")).into_owned();
+            if r.get("near").is_some() && r.get("module").is_some() {
+                writeln!(out, "{:<18}  {} [{}]", s("addr"), s("near"), s("module"))?;
+            } else if r.get("near").is_some() {
                 writeln!(out, "{:<18}  {}", s("addr"), s("near"))?;
             } else if r.get("module").is_some() {
                 writeln!(out, "{:<18}  {} [{}]", s("addr"), s("name"), s("module"))?;
@@ -528,15 +745,6 @@ pub fn sym(
             missing.join(", ")
         )))
     }
-}
-
-fn module_symbols(t: &Target) -> Result<Vec<crate::introspect::kernel::ModuleSymbol>, CliError> {
-    let k = t.kernel(true)?;
-    let mut out = Vec::new();
-    for m in k.modules()? {
-        out.extend(k.module_symbols(&m, &|_| true)?);
-    }
-    Ok(out)
 }
 
 /// `vmark list --source SOURCE`: the marks found in the guest's memory.
@@ -700,7 +908,11 @@ pub fn read_mark(
         Ok(m) => m,
         Err(e) => {
             if let Some((item, err)) = marks.errors.iter().find(|(i, _)| i.contains(mark)) {
-                return Err(CliError::Usage(format!("{item}: {err}")));
+                return Err(CliError::Usage(format!(
+                    "{}: {}",
+                    escape(item),
+                    escape(&err.to_string())
+                )));
             }
             return Err(e.into());
         }
@@ -765,16 +977,19 @@ pub fn read_mark(
         writeln!(out, "{obj}")?;
     } else {
         write!(out, "{}", plan.to_pretty(&bytes))?;
+        // Module, mark, member and type names come from the guest: escaped.
         let via: String = hops
             .iter()
-            .map(|(p, a)| format!(", {p} = {a:#x}"))
+            .map(|(p, a)| format!(", {} = {a:#x}", escape(p)))
             .collect();
         writeln!(
             out,
-            "-- {key}{} ({}) at {at:#x} in {}{via}{}",
-            opts.path.map_or(String::new(), |p| format!(" {p}")),
-            plan.type_name(),
-            t.label,
+            "-- {}{} ({}) at {at:#x} in {}{via}{}",
+            escape(&key),
+            opts.path
+                .map_or(String::new(), |p| format!(" {}", escape(p))),
+            escape(plan.type_name()),
+            escape(&t.label),
             if info.consistent {
                 ""
             } else {
@@ -813,8 +1028,8 @@ impl PointeeView {
             (Ok(b), _) if p.is_string(types) => {
                 let s = String::from_utf8_lossy(b).into_owned();
                 Ok((
-                    serde_json::Value::from(s.clone()).to_string(),
-                    format!("{s:?}\n"),
+                    serde_json::Value::from(s).to_string(),
+                    format!("\"{}\"\n", escape_bytes(b).replace('"', "\\\"")),
                 ))
             }
             (Ok(b), Some(plan)) => Ok((plan.to_json(b), plan.to_pretty(b))),
@@ -849,14 +1064,19 @@ impl PointeeView {
                 writeln!(
                     out,
                     "-- {} -> ({}) at {:#x}",
-                    self.path, self.type_name, self.addr
+                    escape(&self.path),
+                    escape(&self.type_name),
+                    self.addr
                 )?;
                 write!(out, "{pretty}")
             }
             Err(e) => writeln!(
                 out,
-                "-- {} -> ({}) at {:#x}: {e}",
-                self.path, self.type_name, self.addr
+                "-- {} -> ({}) at {:#x}: {}",
+                escape(&self.path),
+                escape(&self.type_name),
+                self.addr,
+                escape(e)
             ),
         }
     }
@@ -1059,5 +1279,70 @@ mod tests {
         assert!(follow_path(&t, node_t, 0x1000, node(1, 0x2000), "nope", "n", &mem).is_err());
         let long = vec!["next"; MAX_FOLLOW + 2].join("->");
         assert!(follow_path(&t, node_t, 0x1000, node(1, 0x2000), &long, "n", &mem).is_err());
+    }
+
+    #[test]
+    fn guest_names_are_escaped_in_text_and_json_stays_valid() {
+        use crate::introspect::kernel::{ItemError, ListWalk, Module, Process};
+        let evil = "sh\x1b]0;owned\x07\u{202e}";
+        let walk = ListWalk {
+            items: vec![
+                Ok(Process {
+                    task: 0xffff_8880_0000_1000,
+                    pid: 7,
+                    tgid: 7,
+                    name: evil.into(),
+                    parent_pid: Some(1),
+                    mm: 0,
+                    pgd: None,
+                    dtb: None,
+                }),
+                Err(ItemError {
+                    what: "task",
+                    addr: 0xffff_8880_0000_2000,
+                    error: KernelError::MissingSymbol("x\ny".into()),
+                }),
+            ],
+            end: Some(KernelError::CorruptList {
+                head: 1,
+                reason: "node repeats".into(),
+            }),
+        };
+        let mut text = Vec::new();
+        write_processes(&walk, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("sh\\x1b]0;owned\\x07\\u{202e}"), "{text}");
+        assert!(!text
+            .chars()
+            .any(|c| c != '\n' && vmark_proto::text::is_unsafe_char(c)));
+        assert!(
+            text.contains("unreadable") && text.contains("ends early"),
+            "{text}"
+        );
+        let mut json = Vec::new();
+        write_processes(&walk, true, &mut json).unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(rows[0]["name"], evil);
+        assert!(rows[1]["error"].is_string() && rows[2]["error"].is_string());
+
+        let mods = ListWalk {
+            items: vec![Ok(Module {
+                addr: 1,
+                name: evil.into(),
+                base: 2,
+                size: 3,
+            })],
+            end: None,
+        };
+        let mut text = Vec::new();
+        write_modules(&mods, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text
+            .chars()
+            .any(|c| c != '\n' && vmark_proto::text::is_unsafe_char(c)));
+        let mut json = Vec::new();
+        write_modules(&mods, true, &mut json).unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(rows[0]["name"], evil);
     }
 }

@@ -11,22 +11,37 @@
 //!
 //! Guest bytes are untrusted but cannot hurt here: every read is bounds-checked against the
 //! sample, and a short sample renders the missing leaves as `null`.
+//!
+//! Guest *types* are untrusted too (a manifest is the guest's to write), and compiling walks
+//! them: [`Plan::compile`] is safe on any table, validated or not. Every type, member
+//! (anonymous ones and skipped bitfields included) and array element it visits is charged
+//! against [`limits::PLAN_MAX_VISITS`], every op and its keys against [`limits::PLAN_MAX_OPS`]
+//! and [`limits::PLAN_MAX_BYTES`], nesting against [`limits::PLAN_MAX_DEPTH`], and every
+//! offset is computed with checked arithmetic; going over is a [`DecodeError`] for that
+//! type. The budgets are spent once, at compile time: rendering a sample walks the compiled
+//! ops, whose offsets were all checked to fit. Member lookup ([`FieldPath`]) has its own
+//! budget, [`limits::MEMBER_LOOKUP_MAX_VISITS`] per path segment. Names in the pretty tree
+//! and in error messages are escaped ([`vmark_proto::text::escape`]); JSON escapes every
+//! control character.
 
 mod json;
 #[cfg(any(test, feature = "test-fixtures"))]
 mod reference;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use vmark_proto::{
-    AggregateKind, ArrayBound, BaseEncoding, Enumerator, Member, Type, TypeId, TypeTable,
-};
+use vmark_proto::limits;
+use vmark_proto::text::escape;
+use vmark_proto::{AggregateKind, ArrayBound, BaseEncoding, Member, Type, TypeId, TypeTable};
 
 /// Limits that keep a hostile or huge type from producing an unbounded plan.
-const MAX_OPS: usize = 1 << 20;
+const MAX_OPS: usize = limits::PLAN_MAX_OPS;
 /// Arrays of scalars longer than this render their first elements and a count.
-const MAX_ARRAY_ELEMENTS: u64 = 4096;
+const MAX_ARRAY_ELEMENTS: u64 = limits::PLAN_MAX_ARRAY_ELEMENTS;
 /// Nesting limit while compiling.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = limits::PLAN_MAX_DEPTH;
+/// Memory an op costs besides its keys: the op, its compiled JSON step and bookkeeping.
+const OP_COST: usize = std::mem::size_of::<Op>() + 96;
 
 /// Why a type cannot be compiled into a plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,11 +55,34 @@ pub enum DecodeError {
     /// Nesting too deep.
     #[error("type nests more than {MAX_DEPTH} levels")]
     TooDeep,
+    /// Compiling visits more types, members and elements than its budget (a type that
+    /// holds other types by value many times over).
+    #[error(
+        "type takes more than {} steps to compile (it nests types by value too many times over)",
+        limits::PLAN_MAX_VISITS
+    )]
+    TooMuchWork,
+    /// The plan would take more memory than its budget.
+    #[error("type's plan would take more than {} bytes", limits::PLAN_MAX_BYTES)]
+    TooLarge,
+    /// A member's or element's offset does not fit in 64 bits (or a bitfield's in 32).
+    #[error("an offset in type {0} overflows")]
+    Overflow(String),
+    /// A type the validation would have refused (e.g. a bitfield of width 0).
+    #[error("type {0} is malformed")]
+    Malformed(String),
+    /// Looking a member up visits more members than its budget.
+    #[error(
+        "looking up {} visits more than {} members",
+        escape(.0),
+        limits::MEMBER_LOOKUP_MAX_VISITS
+    )]
+    LookupTooLong(String),
     /// A field path names no member.
-    #[error("no field {0:?} in {1}")]
+    #[error("no field \"{}\" in {}", escape(.0), escape(.1))]
     NoSuchField(String, String),
     /// A field path ends at an aggregate rather than a scalar.
-    #[error("field {0:?} is not a scalar (it is {1})")]
+    #[error("field \"{}\" is not a scalar (it is {})", escape(.0), escape(.1))]
     NotScalar(String, String),
 }
 
@@ -61,8 +99,8 @@ pub enum Scalar {
     F32,
     /// `double`.
     F64,
-    /// A pointer (8 bytes), rendered in hex.
-    Ptr,
+    /// A pointer of 4 (32-bit guests) or 8 bytes, rendered in hex.
+    Ptr(u8),
     /// An enum: underlying size, signedness and index into the plan's enum table.
     Enum(u8, bool, u32),
     /// A floating type of another size (`long double`): rendered as hex bytes.
@@ -72,12 +110,14 @@ pub enum Scalar {
 impl Scalar {
     fn size(self) -> u64 {
         match self {
-            Scalar::Int(n) | Scalar::UInt(n) | Scalar::Enum(n, _, _) | Scalar::RawFloat(n) => {
-                u64::from(n)
-            }
+            Scalar::Int(n)
+            | Scalar::UInt(n)
+            | Scalar::Enum(n, _, _)
+            | Scalar::RawFloat(n)
+            | Scalar::Ptr(n) => u64::from(n),
             Scalar::Bool => 1,
             Scalar::F32 => 4,
-            Scalar::F64 | Scalar::Ptr => 8,
+            Scalar::F64 => 8,
         }
     }
 }
@@ -164,7 +204,8 @@ impl Key {
             json: String::from_utf8(json)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
                 .into(),
-            pretty: name.into(),
+            // The pretty tree is text for a terminal: the guest's name escaped.
+            pretty: escape(name).into(),
         }
     }
 
@@ -176,36 +217,49 @@ impl Key {
     }
 }
 
-/// A type compiled for fast rendering of samples.
+/// An enum's constants for the pretty tree: (value, escaped name), sorted by value (the
+/// first declared of equal values first), so a sample's value is found by binary search.
+type EnumNames = Vec<(i128, Box<str>)>;
+
+/// A type compiled for fast rendering of samples. Immutable once compiled and `Send + Sync`,
+/// so one plan can be shared (`Arc<Plan>`) by every mark and thread that decodes the type.
 #[derive(Debug, Clone)]
 pub struct Plan {
     ops: Vec<Op>,
     json: json::Program,
-    enums: Vec<Vec<Enumerator>>,
+    enums: Vec<EnumNames>,
     size: u64,
     type_name: String,
+    /// `type_name` escaped, for the pretty tree.
+    pretty_name: Box<str>,
 }
 
 impl Plan {
-    /// Compiles the type `ty` of `types`.
+    /// Compiles the type `ty` of `types`. Safe on any table, validated or not: the walk is
+    /// bounded by the budgets in [`vmark_proto::limits`] (see the module documentation) and
+    /// going over one is an error for this type only.
     pub fn compile(types: &TypeTable, ty: TypeId) -> Result<Plan, DecodeError> {
         if types.get(ty).is_none() {
             return Err(DecodeError::NoSuchType(ty.0));
         }
-        let mut c = Compiler {
-            types,
-            ops: Vec::new(),
-            enums: Vec::new(),
-        };
+        let mut c = Compiler::new(types);
         c.value(Key::default(), ty, 0, 0)?;
         let json = json::Program::new(&c.ops)?;
+        let type_name = types.type_name(ty);
         Ok(Plan {
             json,
             ops: c.ops,
             enums: c.enums,
             size: types.size_of(ty).unwrap_or(0),
-            type_name: types.type_name(ty),
+            pretty_name: escape(&type_name).into(),
+            type_name,
         })
+    }
+
+    /// How many ops the plan has (what the budgets count).
+    #[cfg(test)]
+    fn op_count(&self) -> usize {
+        self.ops.len()
     }
 
     /// Bytes a complete sample has.
@@ -249,7 +303,7 @@ impl Plan {
                 Op::Open { key, array } => {
                     indent(out, depth);
                     let name = if key.pretty.is_empty() {
-                        &self.type_name
+                        &*self.pretty_name
                     } else {
                         &*key.pretty
                     };
@@ -331,7 +385,7 @@ impl Plan {
 
     fn write_leaf_pretty(&self, out: &mut String, leaf: Leaf, scalar: Scalar) {
         match (leaf, scalar) {
-            (Leaf::UInt(v), Scalar::Ptr) => {
+            (Leaf::UInt(v), Scalar::Ptr(_)) => {
                 let _ = write!(out, "{v:#x}");
             }
             (_, Scalar::Enum(_, _, idx)) => {
@@ -341,12 +395,11 @@ impl Plan {
                     _ => 0,
                 };
                 let _ = write!(out, "{value}");
-                if let Some(e) = self
-                    .enums
-                    .get(idx as usize)
-                    .and_then(|es| es.iter().find(|e| e.value == value))
-                {
-                    let _ = write!(out, " ({})", e.name);
+                if let Some(es) = self.enums.get(idx as usize) {
+                    let at = es.partition_point(|(v, _)| *v < value);
+                    if let Some((_, name)) = es.get(at).filter(|(v, _)| *v == value) {
+                        let _ = write!(out, " ({name})");
+                    }
                 }
             }
             _ => write_leaf_json(out, leaf, scalar),
@@ -400,8 +453,13 @@ fn for_each_element<S>(
 ) {
     let step = scalar.size();
     for i in 0..count {
-        let at = offset.saturating_add(i.saturating_mul(step));
-        f(out, i, read_scalar(bytes, at, scalar, None));
+        // Compiling checked that the run's end fits in 64 bits; `None` reads as missing.
+        let at = i.checked_mul(step).and_then(|d| offset.checked_add(d));
+        f(
+            out,
+            i,
+            at.and_then(|at| read_scalar(bytes, at, scalar, None)),
+        );
     }
 }
 
@@ -470,7 +528,7 @@ fn write_leaf_json<S: Sink>(out: &mut S, leaf: Leaf, scalar: Scalar) {
             Ok(v) => out.put(itoa::Buffer::new().format(v)),
             Err(_) => out.put(itoa::Buffer::new().format(v)),
         },
-        Leaf::UInt(v) if scalar == Scalar::Ptr => {
+        Leaf::UInt(v) if matches!(scalar, Scalar::Ptr(_)) => {
             out.put("\"0x");
             push_hex_u64(out, v as u64);
             out.put("\"");
@@ -504,8 +562,11 @@ fn read_scalar(bytes: &[u8], offset: u64, scalar: Scalar, bits: Option<(u32, u8)
     if let Some((bit_offset, width)) = bits {
         // Bitfields: read the bytes that cover the field (at most 9 for a 64-bit field at an
         // odd bit position) as one little-endian integer, then shift and mask.
-        let first = offset + u64::from(bit_offset / 8);
+        let first = offset.checked_add(u64::from(bit_offset / 8))?;
         let shift = bit_offset % 8;
+        if width == 0 || width > 64 {
+            return None; // never compiled so; no shift below may overflow
+        }
         let nbytes = (u64::from(shift) + u64::from(width)).div_ceil(8);
         let b = slice(bytes, first, nbytes)?;
         let mut raw: u128 = 0;
@@ -536,7 +597,7 @@ fn read_scalar(bytes: &[u8], offset: u64, scalar: Scalar, bits: Option<(u32, u8)
             Scalar::Int(_) | Scalar::Enum(_, true, _) => {
                 Leaf::Int(i128::from(((u << shift) as i64) >> shift))
             }
-            Scalar::UInt(_) | Scalar::Ptr | Scalar::Enum(_, false, _) | Scalar::RawFloat(_) => {
+            Scalar::UInt(_) | Scalar::Ptr(_) | Scalar::Enum(_, false, _) | Scalar::RawFloat(_) => {
                 Leaf::UInt(u128::from(u))
             }
             Scalar::Bool => Leaf::Bool(u != 0),
@@ -605,58 +666,140 @@ fn push_hex<S: Sink>(out: &mut S, b: &[u8]) {
 struct Compiler<'a> {
     types: &'a TypeTable,
     ops: Vec<Op>,
-    enums: Vec<Vec<Enumerator>>,
+    enums: Vec<EnumNames>,
+    /// Index in `enums` of each enum type met (an enum used a thousand times is one table).
+    enum_index: HashMap<TypeId, u32>,
+    /// Types, members and elements visited (budget: [`limits::PLAN_MAX_VISITS`]).
+    visits: usize,
+    /// Memory charged to the plan (budget: [`limits::PLAN_MAX_BYTES`]).
+    bytes: usize,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    fn new(types: &'a TypeTable) -> Self {
+        Compiler {
+            types,
+            ops: Vec::new(),
+            enums: Vec::new(),
+            enum_index: HashMap::new(),
+            visits: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Charges one step of the walk at nesting `depth`.
+    fn visit(&mut self, depth: usize) -> Result<(), DecodeError> {
+        self.visits += 1;
+        if self.visits > limits::PLAN_MAX_VISITS {
+            return Err(DecodeError::TooMuchWork);
+        }
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        Ok(())
+    }
+
+    /// Charges `bytes` of plan memory.
+    fn charge(&mut self, bytes: usize) -> Result<(), DecodeError> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > limits::PLAN_MAX_BYTES {
+            return Err(DecodeError::TooLarge);
+        }
+        Ok(())
+    }
+
     fn push(&mut self, op: Op) -> Result<(), DecodeError> {
         if self.ops.len() >= MAX_OPS {
             return Err(DecodeError::TooManyFields);
         }
+        let keys = match &op {
+            Op::Open { key, .. }
+            | Op::Scalar { key, .. }
+            | Op::ScalarRun { key, .. }
+            | Op::Chars { key, .. }
+            | Op::Opaque { key, .. } => 2 * key.json.len() + key.pretty.len(),
+            Op::Close { .. } => 0,
+        };
+        self.charge(OP_COST + keys)?;
         self.ops.push(op);
         Ok(())
     }
 
     /// The scalar kind of a type, if it is one.
-    fn scalar(&mut self, ty: TypeId) -> Option<Scalar> {
+    fn scalar(&mut self, ty: TypeId) -> Result<Option<Scalar>, DecodeError> {
         let types = self.types;
-        match types.get(types.resolve(ty))? {
-            Type::Base { size, encoding, .. } => {
+        let rty = types.resolve(ty);
+        Ok(match types.get(rty) {
+            Some(Type::Base { size, encoding, .. }) => {
                 let n = u8::try_from(*size)
                     .ok()
                     .filter(|n| [1, 2, 4, 8, 16].contains(n));
-                Some(match encoding {
-                    BaseEncoding::Signed | BaseEncoding::SignedChar => Scalar::Int(n?),
-                    BaseEncoding::Unsigned | BaseEncoding::UnsignedChar => Scalar::UInt(n?),
-                    BaseEncoding::Bool => Scalar::Bool,
+                match encoding {
+                    BaseEncoding::Signed | BaseEncoding::SignedChar => n.map(Scalar::Int),
+                    BaseEncoding::Unsigned | BaseEncoding::UnsignedChar => n.map(Scalar::UInt),
+                    BaseEncoding::Bool => Some(Scalar::Bool),
                     BaseEncoding::Float => match size {
-                        4 => Scalar::F32,
-                        8 => Scalar::F64,
-                        _ => Scalar::RawFloat(u8::try_from(*size).ok()?.min(16)),
+                        4 => Some(Scalar::F32),
+                        8 => Some(Scalar::F64),
+                        _ => u8::try_from(*size)
+                            .ok()
+                            .map(|n| Scalar::RawFloat(n.min(16))),
                     },
-                })
+                }
             }
-            Type::Pointer { .. } => Some(Scalar::Ptr),
-            Type::Enum {
+            // 8 bytes on 64-bit guests, 4 on 32-bit ones; other sizes are opaque bytes.
+            Some(Type::Pointer { size, .. }) => match size {
+                4 => Some(Scalar::Ptr(4)),
+                8 => Some(Scalar::Ptr(8)),
+                _ => None,
+            },
+            Some(Type::Enum {
                 size,
                 signed,
                 enumerators,
                 ..
-            } => {
-                let n = u8::try_from(*size)
+            }) => {
+                let Some(n) = u8::try_from(*size)
                     .ok()
-                    .filter(|n| [1, 2, 4, 8].contains(n))?;
-                let idx = self.enums.len() as u32;
-                self.enums.push(enumerators.clone());
+                    .filter(|n| [1, 2, 4, 8].contains(n))
+                else {
+                    return Ok(None);
+                };
+                let idx = match self.enum_index.get(&rty) {
+                    Some(&idx) => idx,
+                    None => {
+                        let cost = enumerators
+                            .iter()
+                            .map(|e| 48 + e.name.len())
+                            .fold(0usize, usize::saturating_add);
+                        self.charge(cost)?;
+                        let mut names: EnumNames = enumerators
+                            .iter()
+                            .map(|e| (e.value, Box::from(escape(&e.name))))
+                            .collect();
+                        // Stable: of equal values, the first declared stays first.
+                        names.sort_by_key(|(v, _)| *v);
+                        let idx = u32::try_from(self.enums.len())
+                            .map_err(|_| DecodeError::TooManyFields)?;
+                        self.enums.push(names);
+                        self.enum_index.insert(rty, idx);
+                        idx
+                    }
+                };
                 Some(Scalar::Enum(n, *signed, idx))
             }
             _ => None,
-        }
+        })
     }
 
     /// Arrays of plain `char` are text; of `u8`/`unsigned char`, bytes (numbers).
     fn is_char(&self, ty: TypeId) -> bool {
         self.types.is_text_char(ty)
+    }
+
+    /// An error naming the type whose offsets overflow.
+    fn overflow(&self, ty: TypeId) -> DecodeError {
+        DecodeError::Overflow(self.types.type_name(ty))
     }
 
     fn value(
@@ -666,12 +809,13 @@ impl Compiler<'_> {
         offset: u64,
         depth: usize,
     ) -> Result<(), DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
+        self.visit(depth)?;
         let types = self.types;
         let rty = types.resolve(ty);
-        if let Some(scalar) = self.scalar(rty) {
+        if let Some(scalar) = self.scalar(rty)? {
+            offset
+                .checked_add(scalar.size())
+                .ok_or_else(|| self.overflow(ty))?;
             return self.push(Op::Scalar {
                 key,
                 offset,
@@ -682,15 +826,15 @@ impl Compiler<'_> {
         match types.get(rty).ok_or(DecodeError::NoSuchType(rty.0))? {
             Type::Aggregate { members, kind, .. } => {
                 self.push(Op::Open { key, array: false })?;
-                self.members(members, *kind, offset, depth)?;
+                self.members(rty, members, *kind, offset, depth)?;
                 self.push(Op::Close { array: false })
             }
             Type::Array { element, dims } => self.array(key, *element, dims, offset, depth),
-            Type::Opaque { size, .. } => self.push(Op::Opaque {
-                key,
-                offset,
-                size: size.unwrap_or(0),
-            }),
+            Type::Opaque { size, .. } => {
+                let size = size.unwrap_or(0);
+                offset.checked_add(size).ok_or_else(|| self.overflow(ty))?;
+                self.push(Op::Opaque { key, offset, size })
+            }
             _ => self.push(Op::Opaque {
                 key,
                 offset,
@@ -701,22 +845,35 @@ impl Compiler<'_> {
 
     fn members(
         &mut self,
+        owner: TypeId,
         members: &[Member],
         _kind: AggregateKind,
         base: u64,
         depth: usize,
     ) -> Result<(), DecodeError> {
         for m in members {
+            // Every member counts, those that emit nothing (anonymous, padding) too.
+            self.visit(depth)?;
             match (&m.name, m.bitfield) {
                 (_, Some(bf)) => {
-                    let Some(scalar) = self.scalar(m.ty) else {
+                    let Some(scalar) = self.scalar(m.ty)? else {
                         continue;
                     };
                     let name = m.name.as_deref().unwrap_or("");
                     if name.is_empty() {
                         continue; // unnamed padding bitfield
                     }
-                    let bit_offset = u32::try_from(bf.bit_offset).unwrap_or(u32::MAX);
+                    if !(1..=64).contains(&bf.bit_size) {
+                        return Err(DecodeError::Malformed(self.types.type_name(owner)));
+                    }
+                    // The bytes that cover the field must be addressable.
+                    let bit_offset = u32::try_from(bf.bit_offset)
+                        .ok()
+                        .filter(|b| {
+                            base.checked_add(u64::from(*b / 8) + 9).is_some()
+                                && b.checked_add(u32::from(bf.bit_size)).is_some()
+                        })
+                        .ok_or_else(|| self.overflow(owner))?;
                     self.push(Op::Scalar {
                         key: Key::named(name),
                         offset: base,
@@ -725,14 +882,20 @@ impl Compiler<'_> {
                     })?;
                 }
                 (Some(name), None) => {
-                    self.value(Key::named(name), m.ty, base + m.offset, depth + 1)?;
+                    let at = base
+                        .checked_add(m.offset)
+                        .ok_or_else(|| self.overflow(owner))?;
+                    self.value(Key::named(name), m.ty, at, depth + 1)?;
                 }
                 (None, None) => {
                     // Anonymous struct/union: its members belong to the enclosing object, as
                     // in C (`s.field` reaches through the anonymous member).
                     let r = self.types.resolve(m.ty);
                     if let Some(Type::Aggregate { members, kind, .. }) = self.types.get(r) {
-                        self.members(members, *kind, base + m.offset, depth + 1)?;
+                        let at = base
+                            .checked_add(m.offset)
+                            .ok_or_else(|| self.overflow(owner))?;
+                        self.members(r, members, *kind, at, depth + 1)?;
                     }
                 }
             }
@@ -748,6 +911,7 @@ impl Compiler<'_> {
         offset: u64,
         depth: usize,
     ) -> Result<(), DecodeError> {
+        self.visit(depth)?;
         let Some((first, rest)) = dims.split_first() else {
             return self.value(key, element, offset, depth + 1);
         };
@@ -762,6 +926,9 @@ impl Compiler<'_> {
             }
         };
         if rest.is_empty() && self.is_char(element) {
+            offset
+                .checked_add(count)
+                .ok_or_else(|| self.overflow(element))?;
             return self.push(Op::Chars {
                 key,
                 offset,
@@ -769,30 +936,42 @@ impl Compiler<'_> {
             });
         }
         let elem_size = {
-            let inner: u64 = rest
+            let inner = rest
                 .iter()
                 .map(|d| match d {
                     ArrayBound::Count(n) => *n,
                     ArrayBound::Flexible => 0,
                 })
-                .try_fold(1u64, |a, b| a.checked_mul(b))
-                .unwrap_or(0);
-            inner.saturating_mul(self.types.size_of(element).unwrap_or(0))
+                .try_fold(1u64, |a, b| a.checked_mul(b));
+            inner
+                .and_then(|n| n.checked_mul(self.types.size_of(element).unwrap_or(0)))
+                .ok_or_else(|| self.overflow(element))?
         };
+        let shown = count.min(MAX_ARRAY_ELEMENTS);
+        // The last element shown must be addressable: every offset below then is.
+        shown
+            .checked_mul(elem_size)
+            .and_then(|n| offset.checked_add(n))
+            .ok_or_else(|| self.overflow(element))?;
         if rest.is_empty() {
-            if let Some(scalar) = self.scalar(element) {
+            if let Some(scalar) = self.scalar(element)? {
+                shown
+                    .checked_mul(scalar.size())
+                    .and_then(|n| offset.checked_add(n))
+                    .ok_or_else(|| self.overflow(element))?;
                 return self.push(Op::ScalarRun {
                     key,
                     offset,
                     scalar,
-                    count: count.min(MAX_ARRAY_ELEMENTS),
+                    count: shown,
                     total: count,
                 });
             }
         }
         self.push(Op::Open { key, array: true })?;
-        for i in 0..count.min(MAX_ARRAY_ELEMENTS) {
-            let at = offset.saturating_add(i.saturating_mul(elem_size));
+        for i in 0..shown {
+            // In range: checked above for the last element shown.
+            let at = offset + i * elem_size;
             self.array(Key::index(i), element, rest, at, depth + 1)?;
         }
         self.push(Op::Close { array: true })
@@ -815,14 +994,15 @@ impl FieldPath {
     /// members are searched through) in type `ty`.
     pub fn resolve(types: &TypeTable, ty: TypeId, path: &str) -> Result<FieldPath, DecodeError> {
         let (offset, cur, bits) = Self::walk(types, ty, path)?;
-        let mut c = Compiler {
-            types,
-            ops: Vec::new(),
-            enums: Vec::new(),
-        };
+        let mut c = Compiler::new(types);
         let scalar = c
-            .scalar(cur)
+            .scalar(cur)?
             .ok_or_else(|| DecodeError::NotScalar(path.to_string(), types.type_name(cur)))?;
+        if let Some((_, width)) = bits {
+            if !(1..=64).contains(&width) {
+                return Err(DecodeError::Malformed(types.type_name(ty)));
+            }
+        }
         Ok(FieldPath {
             path: path.to_string(),
             offset,
@@ -870,15 +1050,22 @@ impl FieldPath {
                         ));
                     }
                     // Peel one dimension: the element of `T[a][b]` at `[i]` is `T[b]`.
-                    let inner: u64 = dims[1..]
+                    let overflow = || DecodeError::Overflow(types.type_name(cur));
+                    let inner = dims[1..]
                         .iter()
                         .map(|d| match d {
                             ArrayBound::Count(n) => *n,
                             ArrayBound::Flexible => 0,
                         })
-                        .product();
-                    let esize = inner * types.size_of(*element).unwrap_or(0);
-                    offset += i * esize;
+                        .try_fold(1u64, |a, b| a.checked_mul(b))
+                        .ok_or_else(overflow)?;
+                    let esize = inner
+                        .checked_mul(types.size_of(*element).unwrap_or(0))
+                        .ok_or_else(overflow)?;
+                    offset = i
+                        .checked_mul(esize)
+                        .and_then(|d| offset.checked_add(d))
+                        .ok_or_else(overflow)?;
                     if dims.len() > 1 {
                         // Walk into a synthesized view: keep the array type but offset; a
                         // second index resolves against the remaining dimensions.
@@ -888,10 +1075,12 @@ impl FieldPath {
                 }
                 PathPart::Member(name) => {
                     let (m_off, m_ty, m_bits) =
-                        find_member(types, cur, &name).ok_or_else(|| {
+                        find_member(types, cur, &name)?.ok_or_else(|| {
                             DecodeError::NoSuchField(name.clone(), types.type_name(cur))
                         })?;
-                    offset += m_off;
+                    offset = offset
+                        .checked_add(m_off)
+                        .ok_or_else(|| DecodeError::Overflow(types.type_name(cur)))?;
                     cur = m_ty;
                     bits = m_bits;
                 }
@@ -965,49 +1154,84 @@ type FoundMember = (u64, TypeId, Option<(u32, u8)>);
 
 /// Finds a member by name, searching through anonymous members; returns its offset from
 /// the start of `ty`, its type, and for bitfields (bit offset from that start, width).
-fn find_member(types: &TypeTable, ty: TypeId, name: &str) -> Option<FoundMember> {
-    fn search(types: &TypeTable, ty: TypeId, name: &str, depth: usize) -> Option<FoundMember> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let Type::Aggregate { members, .. } = types.get(types.resolve(ty))? else {
-            return None;
-        };
-        for m in members {
-            match &m.name {
-                Some(n) if n == name => {
-                    return Some(match m.bitfield {
-                        Some(bf) => (
-                            0,
-                            m.ty,
-                            Some((u32::try_from(bf.bit_offset).ok()?, bf.bit_size)),
-                        ),
-                        None => (m.offset, m.ty, None),
-                    });
-                }
-                None => {
-                    if let Some((off, t, bits)) = search(types, m.ty, name, depth + 1) {
-                        return Some(match bits {
-                            Some((b, w)) => {
-                                (0, t, Some((b + u32::try_from(m.offset * 8).ok()?, w)))
-                            }
-                            None => (m.offset + off, t, None),
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
+///
+/// The search visits at most [`limits::MEMBER_LOOKUP_MAX_VISITS`] members (anonymous members
+/// nested by value can make it exponential otherwise) and computes offsets with checked
+/// arithmetic; either going wrong is an error, not a miss.
+fn find_member(
+    types: &TypeTable,
+    ty: TypeId,
+    name: &str,
+) -> Result<Option<FoundMember>, DecodeError> {
+    struct Search<'a> {
+        types: &'a TypeTable,
+        name: &'a str,
+        visits: usize,
     }
-    search(types, ty, name, 0)
+    impl Search<'_> {
+        fn search(&mut self, ty: TypeId, depth: usize) -> Result<Option<FoundMember>, DecodeError> {
+            let types = self.types;
+            if depth > MAX_DEPTH {
+                return Err(DecodeError::TooDeep);
+            }
+            let Some(Type::Aggregate { members, .. }) = types.get(types.resolve(ty)) else {
+                return Ok(None);
+            };
+            let overflow = || DecodeError::Overflow(types.type_name(ty));
+            for m in members {
+                self.visits += 1;
+                if self.visits > limits::MEMBER_LOOKUP_MAX_VISITS {
+                    return Err(DecodeError::LookupTooLong(self.name.to_string()));
+                }
+                match &m.name {
+                    Some(n) if n == self.name => {
+                        return Ok(Some(match m.bitfield {
+                            Some(bf) => (
+                                0,
+                                m.ty,
+                                Some((
+                                    u32::try_from(bf.bit_offset).map_err(|_| overflow())?,
+                                    bf.bit_size,
+                                )),
+                            ),
+                            None => (m.offset, m.ty, None),
+                        }));
+                    }
+                    None => {
+                        if let Some((off, t, bits)) = self.search(m.ty, depth + 1)? {
+                            return Ok(Some(match bits {
+                                Some((b, w)) => {
+                                    let base = m
+                                        .offset
+                                        .checked_mul(8)
+                                        .and_then(|bits| u32::try_from(bits).ok())
+                                        .and_then(|bits| bits.checked_add(b))
+                                        .ok_or_else(overflow)?;
+                                    (0, t, Some((base, w)))
+                                }
+                                None => (m.offset.checked_add(off).ok_or_else(overflow)?, t, None),
+                            }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(None)
+        }
+    }
+    Search {
+        types,
+        name,
+        visits: 0,
+    }
+    .search(ty, 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use vmark_proto as vproto;
-    use vmark_proto::{Bitfield, Member};
+    use vmark_proto::{Bitfield, Enumerator, Member};
 
     fn table() -> (TypeTable, TypeId) {
         let mut t = TypeTable::new();
@@ -1234,6 +1458,11 @@ mod tests {
             target: void,
             size: 8,
         }));
+        // A 32-bit guest's pointer.
+        scalars.push(t.push(Type::Pointer {
+            target: void,
+            size: 4,
+        }));
         for (size, signed) in [
             (1, true),
             (2, false),
@@ -1459,6 +1688,40 @@ mod tests {
     }
 
     #[test]
+    fn a_32_bit_guests_pointer_is_four_bytes() {
+        // struct { void *p; u32 after; } of an i386 module: 8 bytes, `after` at 4.
+        let mut t = TypeTable::new();
+        let void = t.push(Type::Void);
+        let ptr = t.push(Type::Pointer {
+            target: void,
+            size: 4,
+        });
+        let u = t.push(Type::Base {
+            name: "unsigned int".into(),
+            size: 4,
+            encoding: BaseEncoding::Unsigned,
+        });
+        let member = |name: &str, ty, offset| Member {
+            name: Some(name.into()),
+            ty,
+            offset,
+            bitfield: None,
+        };
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("p32".into()),
+            size: 8,
+            members: vec![member("p", ptr, 0), member("after", u, 4)],
+        });
+        let plan = Plan::compile(&t, s).unwrap();
+        let bytes = [0x10, 0x00, 0x80, 0xc8, 0xff, 0xff, 0xff, 0xff];
+        let json = r#"{"p":"0xc8800010","after":4294967295}"#;
+        assert_eq!(plan.to_json(&bytes), json);
+        assert_eq!(plan.to_json_reference(&bytes), json);
+        assert!(plan.to_pretty(&bytes).contains("p = 0xc8800010"));
+    }
+
+    #[test]
     fn slow_path_when_out_of_room_matches_the_reference() {
         let (t, s) = zoo();
         let mut plan = Plan::compile(&t, s).unwrap();
@@ -1497,5 +1760,400 @@ mod tests {
                 assert_eq!(plan.to_json(&b[..n]), plan.to_json_reference(&b[..n]));
             }
         }
+    }
+
+    /// `struct s0 { struct s1; struct s1; }` ... `struct s{n-1} { struct sn; struct sn; }`,
+    /// all anonymous members, `sn` empty: 2^n paths to walk that emit nothing. Valid.
+    fn doubled_chain(n: usize, named: bool) -> (TypeTable, TypeId) {
+        let mut t = TypeTable::new();
+        let mut cur = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("leaf".into()),
+            size: 0,
+            members: vec![],
+        });
+        for _ in 0..n {
+            let member = |i: &str| Member {
+                name: named.then(|| i.to_string()),
+                ty: cur,
+                offset: 0,
+                bitfield: None,
+            };
+            cur = t.push(Type::Aggregate {
+                kind: AggregateKind::Union,
+                name: None,
+                size: 0,
+                members: vec![member("a"), member("b")],
+            });
+        }
+        t.validate().unwrap();
+        (t, cur)
+    }
+
+    #[test]
+    fn compiling_types_nested_twice_by_value_is_bounded() {
+        // 2^30 anonymous descents that emit no op: the op limit never fires, the visit
+        // budget does.
+        let (t, root) = doubled_chain(30, false);
+        let mut c = Compiler::new(&t);
+        assert_eq!(
+            c.value(Key::default(), root, 0, 0),
+            Err(DecodeError::TooMuchWork)
+        );
+        assert!(c.visits <= limits::PLAN_MAX_VISITS + 1);
+        assert_eq!(
+            Plan::compile(&t, root).unwrap_err(),
+            DecodeError::TooMuchWork
+        );
+        // Named members emit ops: one of the plan's limits stops it.
+        let (t, root) = doubled_chain(30, true);
+        let err = Plan::compile(&t, root).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::TooMuchWork | DecodeError::TooLarge | DecodeError::TooManyFields
+            ),
+            "{err}"
+        );
+        // A small one compiles as before.
+        let (t, root) = doubled_chain(4, true);
+        let plan = Plan::compile(&t, root).unwrap();
+        assert_eq!(plan.op_count(), 2 * ((1 << 5) - 1));
+    }
+
+    #[test]
+    fn member_lookup_through_nested_anonymous_members_is_bounded() {
+        let (t, root) = doubled_chain(30, false);
+        assert_eq!(
+            FieldPath::resolve(&t, root, "missing").unwrap_err(),
+            DecodeError::LookupTooLong("missing".into())
+        );
+        let (t, root) = doubled_chain(5, false);
+        assert!(matches!(
+            FieldPath::resolve(&t, root, "missing"),
+            Err(DecodeError::NoSuchField(..))
+        ));
+    }
+
+    #[test]
+    fn arrays_of_arrays_of_structs_are_bounded() {
+        // struct a { struct b x[4096]; } struct b { struct c y[4096]; } ...: 4096^k elements.
+        let mut t = TypeTable::new();
+        let mut cur = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("leaf".into()),
+            size: 0,
+            members: vec![],
+        });
+        for _ in 0..4 {
+            let arr = t.push(Type::Array {
+                element: cur,
+                dims: vec![ArrayBound::Count(4096)],
+            });
+            cur = t.push(Type::Aggregate {
+                kind: AggregateKind::Struct,
+                name: Some("s".into()),
+                size: 0,
+                members: vec![Member {
+                    name: Some("x".into()),
+                    ty: arr,
+                    offset: 0,
+                    bitfield: None,
+                }],
+            });
+        }
+        t.validate().unwrap();
+        assert!(Plan::compile(&t, cur).is_err());
+    }
+
+    /// Tables validation refuses, handed to the compiler anyway.
+    fn hostile_tables() -> Vec<(TypeTable, TypeId)> {
+        let int = || Type::Base {
+            name: "int".into(),
+            size: 4,
+            encoding: BaseEncoding::Signed,
+        };
+        let agg = |size, members| Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("h".into()),
+            size,
+            members,
+        };
+        let member = |name: Option<&str>, ty, offset, bitfield| Member {
+            name: name.map(Into::into),
+            ty: TypeId(ty),
+            offset,
+            bitfield,
+        };
+        let mut out = Vec::new();
+        // Anonymous self-containment; named self-containment; typedef cycle.
+        for name in [None, Some("me")] {
+            let mut t = TypeTable::new();
+            t.push(agg(4, vec![member(name, 0, 0, None)]));
+            out.push((t, TypeId(0)));
+        }
+        let mut t = TypeTable::new();
+        t.push(Type::Typedef {
+            name: "a".into(),
+            target: TypeId(1),
+        });
+        t.push(Type::Typedef {
+            name: "b".into(),
+            target: TypeId(0),
+        });
+        out.push((t, TypeId(0)));
+        // An array of itself; an array of a huge number of dimensions.
+        let mut t = TypeTable::new();
+        t.push(Type::Array {
+            element: TypeId(0),
+            dims: vec![ArrayBound::Count(2)],
+        });
+        out.push((t, TypeId(0)));
+        let mut t = TypeTable::new();
+        t.push(int());
+        t.push(Type::Array {
+            element: TypeId(0),
+            dims: vec![ArrayBound::Count(1); 100_000],
+        });
+        out.push((t, TypeId(1)));
+        // Dangling ids; bitfields of width 0 and 200 and at absurd offsets; offsets near
+        // 2^64; array sizes that overflow.
+        let mut t = TypeTable::new();
+        t.push(int());
+        t.push(agg(
+            u64::MAX,
+            vec![
+                member(Some("dangling"), 99, 0, None),
+                member(
+                    Some("w0"),
+                    0,
+                    0,
+                    Some(vmark_proto::Bitfield {
+                        bit_offset: 0,
+                        bit_size: 0,
+                    }),
+                ),
+            ],
+        ));
+        out.push((t, TypeId(1)));
+        for (bit_offset, bit_size) in [(0, 200), (u64::MAX - 3, 3), (u64::from(u32::MAX), 8)] {
+            let mut t = TypeTable::new();
+            t.push(int());
+            t.push(agg(
+                8,
+                vec![member(
+                    Some("b"),
+                    0,
+                    0,
+                    Some(vmark_proto::Bitfield {
+                        bit_offset,
+                        bit_size,
+                    }),
+                )],
+            ));
+            out.push((t, TypeId(1)));
+        }
+        let mut t = TypeTable::new();
+        t.push(int());
+        t.push(agg(
+            u64::MAX,
+            vec![member(Some("x"), 2, u64::MAX - 2, None)],
+        ));
+        t.push(agg(
+            u64::MAX,
+            vec![member(Some("y"), 0, u64::MAX - 2, None)],
+        ));
+        out.push((t, TypeId(1)));
+        let mut t = TypeTable::new();
+        t.push(int());
+        t.push(Type::Array {
+            element: TypeId(0),
+            dims: vec![ArrayBound::Count(3), ArrayBound::Count(u64::MAX / 2)],
+        });
+        t.push(agg(u64::MAX, vec![member(Some("a"), 1, 16, None)]));
+        out.push((t, TypeId(2)));
+        let mut t = TypeTable::new();
+        t.push(int());
+        t.push(Type::Array {
+            element: TypeId(0),
+            dims: vec![ArrayBound::Count(8)],
+        });
+        t.push(agg(u64::MAX, vec![member(None, 3, u64::MAX - 8, None)]));
+        t.push(agg(64, vec![member(Some("inner"), 1, 4, None)]));
+        out.push((t, TypeId(2)));
+        out
+    }
+
+    #[test]
+    fn compiling_any_table_never_panics_nor_wraps() {
+        for (i, (t, ty)) in hostile_tables().into_iter().enumerate() {
+            assert!(t.validate().is_err(), "table {i} is valid");
+            match Plan::compile(&t, ty) {
+                Ok(plan) => {
+                    for n in [0, 3, 64] {
+                        let b = vec![0xa5u8; n];
+                        let json = plan.to_json(&b);
+                        serde_json::from_str::<serde_json::Value>(&json)
+                            .unwrap_or_else(|e| panic!("table {i}: {e}: {json}"));
+                        assert_eq!(json, plan.to_json_reference(&b));
+                        let _ = plan.to_pretty(&b);
+                    }
+                }
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+            let _ = FieldPath::resolve(&t, ty, "b");
+            let _ = FieldPath::resolve(&t, ty, "inner[7]");
+            let _ = FieldPath::member(&t, ty, "x.y");
+        }
+    }
+
+    #[test]
+    fn offsets_that_would_wrap_are_errors() {
+        let tables = hostile_tables();
+        let n = tables.len();
+        // The member at 2^64 - 2 holding another at 2^64 - 2.
+        let (t, ty) = &tables[n - 3];
+        assert!(matches!(
+            Plan::compile(t, *ty),
+            Err(DecodeError::Overflow(_))
+        ));
+        assert!(matches!(
+            FieldPath::member(t, *ty, "x.y"),
+            Err(DecodeError::Overflow(_))
+        ));
+        // Dimensions whose product overflows.
+        let (t, ty) = &tables[n - 2];
+        assert!(matches!(
+            Plan::compile(t, *ty),
+            Err(DecodeError::Overflow(_))
+        ));
+        // An anonymous member near 2^64 holding an array.
+        let (t, ty) = &tables[n - 1];
+        assert!(matches!(
+            Plan::compile(t, *ty),
+            Err(DecodeError::Overflow(_))
+        ));
+        assert!(matches!(
+            FieldPath::resolve(t, *ty, "inner[7]"),
+            Err(DecodeError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn an_enum_used_many_times_is_one_table() {
+        let mut t = TypeTable::new();
+        let e = t.push(Type::Enum {
+            name: Some("state".into()),
+            size: 4,
+            signed: false,
+            enumerators: (0..10_000)
+                .rev()
+                .map(|v| Enumerator {
+                    name: format!("S{v}"),
+                    value: v,
+                })
+                .chain([Enumerator {
+                    name: "DUP".into(),
+                    value: 7,
+                }])
+                .collect(),
+        });
+        let members = (0..1000)
+            .map(|i| Member {
+                name: Some(format!("m{i}")),
+                ty: e,
+                offset: 4 * i,
+                bitfield: None,
+            })
+            .collect();
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("many".into()),
+            size: 4000,
+            members,
+        });
+        t.validate().unwrap();
+        let plan = Plan::compile(&t, s).unwrap();
+        assert_eq!(plan.enums.len(), 1);
+        let mut b = vec![0u8; 4000];
+        b[..4].copy_from_slice(&7u32.to_le_bytes());
+        b[4..8].copy_from_slice(&20_000u32.to_le_bytes());
+        let text = plan.to_pretty(&b);
+        // The first declared of equal values, as before.
+        assert!(text.contains("m0 = 7 (S7)\n"), "{}", &text[..200]);
+        assert!(text.contains("m1 = 20000\n"), "{}", &text[..200]);
+        assert!(text.contains("m2 = 0 (S0)\n"));
+    }
+
+    #[test]
+    fn guest_names_are_escaped_in_the_pretty_tree_and_exact_in_json() {
+        let mut t = TypeTable::new();
+        let e = t.push(Type::Enum {
+            name: None,
+            size: 4,
+            signed: false,
+            enumerators: vec![Enumerator {
+                name: "ON\x1b]0;pwned\x07".into(),
+                value: 1,
+            }],
+        });
+        let evil: String = (0u8..0x20)
+            .map(char::from)
+            .chain("\"\\\u{7f}\u{202e}".chars())
+            .collect();
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("x\x1b[2Jy".into()),
+            size: 8,
+            members: vec![
+                Member {
+                    name: Some(evil.clone()),
+                    ty: e,
+                    offset: 0,
+                    bitfield: None,
+                },
+                Member {
+                    name: Some("ok\r".into()),
+                    ty: e,
+                    offset: 4,
+                    bitfield: None,
+                },
+            ],
+        });
+        t.validate().unwrap();
+        let plan = Plan::compile(&t, s).unwrap();
+        let b = [1u8, 0, 0, 0, 1, 0, 0, 0];
+        let text = plan.to_pretty(&b);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && vmark_proto::text::is_unsafe_char(c)),
+            "{text:?}"
+        );
+        assert!(text.starts_with("struct x\\x1b[2Jy = {"), "{text}");
+        assert!(text.contains("(ON\\x1b]0;pwned\\x07)"), "{text}");
+        // JSON: every control character escaped, the names exactly the guest's.
+        let json = plan.to_json(&b);
+        assert!(!json.bytes().any(|c| c < 0x20), "{json:?}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[evil.as_str()], 1);
+        assert_eq!(v["ok\r"], 1);
+        assert_eq!(json, plan.to_json_reference(&b));
+        // Errors quoting names escape them.
+        let err = FieldPath::resolve(&t, s, "no\x1bpe")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.chars().any(vmark_proto::text::is_unsafe_char),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn plans_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Plan>();
+        shareable::<std::sync::Arc<Plan>>();
+        shareable::<FieldPath>();
     }
 }

@@ -9,10 +9,13 @@ use crate::frames::{FrameMapper, MapError, Mapping};
 use crate::introspect::kernel::{Kernel, KernelError, ModuleSymbol};
 use crate::publish::{self, FrameRange, PublishError, PublishedManifest, PublishedMark};
 use crate::reader::MappedMark;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::mem::offset_of;
 use std::sync::Arc;
 use vmark_proto::abi::{vmark_record, MANIFEST_HEADER_SIZE, VMARK_ABI_VERSION, VMARK_RECORD_MAGIC};
+use vmark_proto::limits;
+use vmark_proto::text::escape;
 use vmark_proto::{Manifest, ManifestError, Mark};
 
 /// Read access to a key-value store laid out as xenstore.
@@ -33,7 +36,7 @@ pub enum GuestError {
     #[error("domain {0} publishes no vmark marks (is vmark_helper loaded in the guest?)")]
     NotPublished(u32),
     /// The helper speaks another ABI version.
-    #[error("domain publishes vmark ABI {found}; this host speaks {VMARK_ABI_VERSION}")]
+    #[error("domain publishes vmark ABI \"{}\"; this host speaks {VMARK_ABI_VERSION}", escape(.found))]
     Abi {
         /// Version published.
         found: String,
@@ -66,7 +69,7 @@ pub enum GuestError {
         source: ManifestError,
     },
     /// The manifest is for another module.
-    #[error("module {published} carries the manifest of module {manifest}")]
+    #[error("module {} carries the manifest of module \"{}\"", escape(.published), escape(.manifest))]
     ManifestModule {
         /// Name published.
         published: String,
@@ -74,7 +77,7 @@ pub enum GuestError {
         manifest: String,
     },
     /// The mark is not in the module's manifest, or disagrees with it.
-    #[error("mark {mark} of module {module}: {detail}")]
+    #[error("mark {} of module {}: {}", escape(.mark), escape(.module), escape(.detail))]
     MarkMismatch {
         /// Module.
         module: String,
@@ -84,7 +87,7 @@ pub enum GuestError {
         detail: String,
     },
     /// The mark's record in guest memory does not check out.
-    #[error("mark {mark}: record {detail}")]
+    #[error("mark {}: record {}", escape(.mark), escape(.detail))]
     Record {
         /// Mark.
         mark: String,
@@ -99,11 +102,25 @@ pub enum GuestError {
         /// Why not.
         source: crate::introspect::paging::TranslateError,
     },
+    /// A module (or the module list) of a guest found in memory could not be read.
+    #[error("{source}")]
+    Kernel {
+        /// The module, e.g. `module ext4`.
+        item: String,
+        /// Why.
+        source: KernelError,
+    },
     /// No such module or mark.
     #[error("no mark {0:?} (see `vmark list`)")]
     NoSuchMark(String),
+    /// A bare mark name that more than one module publishes.
+    #[error("mark {0:?} is published by several modules: name it module/mark")]
+    Ambiguous(String),
+    /// Over a budget of [`vmark_proto::limits`] (too many manifests held for one guest).
+    #[error("{0}")]
+    Budget(String),
     /// The mark's type cannot be decoded.
-    #[error("mark {mark}: {source}")]
+    #[error("mark {}: {source}", escape(.mark))]
     Decode {
         /// Mark.
         mark: String,
@@ -150,12 +167,25 @@ pub fn root(domid: u32) -> String {
     format!("/local/domain/{domid}/{rel}")
 }
 
+/// Reads one value of a guest's tree, refusing values longer than the helper ever writes
+/// ([`limits::XS_MAX_VALUE_LEN`]).
+pub fn read_value(store: &dyn Store, path: &str) -> Result<Option<String>, GuestError> {
+    match store.read(path)? {
+        Some(v) if v.len() > limits::XS_MAX_VALUE_LEN => Err(GuestError::Entry {
+            path: path.to_string(),
+            source: PublishError::TooLong {
+                len: v.len(),
+                limit: limits::XS_MAX_VALUE_LEN,
+            },
+        }),
+        v => Ok(v),
+    }
+}
+
 /// Reads the helper's control entries.
 pub fn helper_info(store: &dyn Store, domid: u32) -> Result<HelperInfo, GuestError> {
     let root = root(domid);
-    let abi = store
-        .read(&format!("{root}/abi"))?
-        .ok_or(GuestError::NotPublished(domid))?;
+    let abi = read_value(store, &format!("{root}/abi"))?.ok_or(GuestError::NotPublished(domid))?;
     if abi.trim() != VMARK_ABI_VERSION.to_string() {
         return Err(GuestError::Abi {
             found: abi.chars().take(16).collect(),
@@ -163,7 +193,7 @@ pub fn helper_info(store: &dyn Store, domid: u32) -> Result<HelperInfo, GuestErr
     }
     let number = |key: &'static str| -> Result<Option<u64>, GuestError> {
         let path = format!("{root}/{key}");
-        match store.read(&path)? {
+        match read_value(store, &path)? {
             None => Ok(None),
             Some(v) => publish::parse_number(key, &v)
                 .map(Some)
@@ -178,46 +208,96 @@ pub fn helper_info(store: &dyn Store, domid: u32) -> Result<HelperInfo, GuestErr
     })
 }
 
-/// Lists a domain's published modules and marks (entries parsed, nothing mapped).
+/// Lists a domain's published modules and marks (entries parsed, nothing mapped). At most
+/// [`limits::LIVE_MAX_MODULES_PER_DOMAIN`] modules (in name order) and
+/// [`publish::MAX_MARKS_PER_MODULE`] marks per module are read; more is an error item.
 pub fn list(store: &dyn Store, domid: u32) -> Result<Vec<ListedModule>, GuestError> {
     helper_info(store, domid)?;
     let modules_dir = format!("{}/modules", root(domid));
+    let mut names = store.directory(&modules_dir)?;
+    names.sort();
+    let found = names.len();
     let mut out = Vec::new();
-    for module in store.directory(&modules_dir)? {
-        let name = match publish::parse_name(&module) {
-            Ok(n) => n,
-            Err(_) => continue, // a key that cannot be a module name: nothing to show
-        };
-        let base = format!("{modules_dir}/{name}");
-        let manifest_path = format!("{base}/manifest");
-        let manifest = match store.read(&manifest_path)? {
-            None => Err(GuestError::Missing(manifest_path)),
-            Some(v) => PublishedManifest::parse(&v).map_err(|source| GuestError::Entry {
-                path: manifest_path,
-                source,
-            }),
-        };
-        let mut indices = store.directory(&format!("{base}/marks"))?;
-        indices.truncate(publish::MAX_MARKS_PER_MODULE);
-        indices.sort_by_key(|i| (i.len(), i.clone()));
-        let mut marks = Vec::with_capacity(indices.len());
-        for index in indices {
-            let path = format!("{base}/marks/{index}");
-            let entry = match store.read(&path)? {
-                None => Err(GuestError::Missing(path)),
-                Some(v) => {
-                    PublishedMark::parse(&v).map_err(|source| GuestError::Entry { path, source })
-                }
-            };
-            marks.push(ListedMark { index, entry });
-        }
+    for module in names.into_iter().take(limits::LIVE_MAX_MODULES_PER_DOMAIN) {
+        out.push(match publish::parse_name(&module) {
+            Ok(name) => list_module(store, domid, &name)?,
+            // A key that cannot be a module name: an error row, not a silent skip.
+            Err(source) => ListedModule {
+                name: escape(&module).into_owned(),
+                manifest: Err(GuestError::Entry {
+                    path: format!("{modules_dir}/{}", escape(&module)),
+                    source,
+                }),
+                marks: Vec::new(),
+            },
+        });
+    }
+    if found > limits::LIVE_MAX_MODULES_PER_DOMAIN {
         out.push(ListedModule {
-            name,
-            manifest,
-            marks,
+            name: "(more modules)".into(),
+            manifest: Err(GuestError::Entry {
+                path: modules_dir,
+                source: PublishError::TooMany {
+                    what: "modules",
+                    found,
+                    limit: limits::LIVE_MAX_MODULES_PER_DOMAIN,
+                },
+            }),
+            marks: Vec::new(),
         });
     }
     Ok(out)
+}
+
+/// One module's published entries (`name` already checked with [`publish::parse_name`]).
+pub fn list_module(store: &dyn Store, domid: u32, name: &str) -> Result<ListedModule, GuestError> {
+    let base = format!("{}/modules/{name}", root(domid));
+    let manifest_path = format!("{base}/manifest");
+    let manifest = match read_value(store, &manifest_path) {
+        Err(e) => Err(e),
+        Ok(None) => Err(GuestError::Missing(manifest_path)),
+        Ok(Some(v)) => PublishedManifest::parse(&v).map_err(|source| GuestError::Entry {
+            path: manifest_path,
+            source,
+        }),
+    };
+    let mut indices = store.directory(&format!("{base}/marks"))?;
+    indices.sort_by_key(|i| (i.len(), i.clone()));
+    let found = indices.len();
+    indices.truncate(publish::MAX_MARKS_PER_MODULE);
+    let mut marks = Vec::with_capacity(indices.len());
+    for index in indices {
+        let path = format!("{base}/marks/{index}");
+        let entry = match read_value(store, &path) {
+            Err(e) => Err(e),
+            Ok(None) => Err(GuestError::Missing(path)),
+            Ok(Some(v)) => {
+                PublishedMark::parse(&v).map_err(|source| GuestError::Entry { path, source })
+            }
+        };
+        marks.push(ListedMark {
+            index: escape(&index).into_owned(),
+            entry,
+        });
+    }
+    if found > publish::MAX_MARKS_PER_MODULE {
+        marks.push(ListedMark {
+            index: "(more marks)".into(),
+            entry: Err(GuestError::Entry {
+                path: format!("{base}/marks"),
+                source: PublishError::TooMany {
+                    what: "marks",
+                    found,
+                    limit: publish::MAX_MARKS_PER_MODULE,
+                },
+            }),
+        });
+    }
+    Ok(ListedModule {
+        name: name.to_string(),
+        manifest,
+        marks,
+    })
 }
 
 /// Reads and checks a module's manifest from guest memory.
@@ -226,6 +306,16 @@ pub fn read_manifest(
     module: &str,
     published: &PublishedManifest,
 ) -> Result<Manifest, GuestError> {
+    let blob = read_manifest_blob(mapper, module, published)?;
+    decode_manifest(module, &blob)
+}
+
+/// The manifest blob (header and payload, bounded by the published size) from guest memory.
+fn read_manifest_blob(
+    mapper: &dyn FrameMapper,
+    module: &str,
+    published: &PublishedManifest,
+) -> Result<Vec<u8>, GuestError> {
     let map = mapper
         .map(&published.blob.frames)
         .map_err(|source| GuestError::Map {
@@ -259,7 +349,14 @@ pub fn read_manifest(
             have: map.len().saturating_sub(off),
         }));
     }
-    let manifest = vmark_proto::decode(&blob).map_err(bad)?;
+    Ok(blob)
+}
+
+fn decode_manifest(module: &str, blob: &[u8]) -> Result<Manifest, GuestError> {
+    let manifest = vmark_proto::decode(blob).map_err(|source| GuestError::Manifest {
+        module: module.to_string(),
+        source,
+    })?;
     if manifest.module != module {
         return Err(GuestError::ManifestModule {
             published: module.to_string(),
@@ -267,6 +364,105 @@ pub fn read_manifest(
         });
     }
     Ok(manifest)
+}
+
+/// Identity of a manifest's content: a keyed hash (SipHash with this process's random key,
+/// so a guest cannot aim for a collision) and the length of the blob.
+pub type ManifestKey = (u64, usize);
+
+/// Manifests and decoding plans of one guest, shared by content: modules whose manifests
+/// are byte-identical (the same module in many guests' lifetimes, or republished) share one
+/// decoded manifest, and each (manifest, type) has one compiled plan. Entries nobody else
+/// holds are dropped by [`ManifestCache::prune`]; more than
+/// [`limits::LIVE_MAX_CACHED_MANIFESTS`] in use at once is an error for the next module.
+#[derive(Default)]
+pub struct ManifestCache {
+    hasher: std::hash::RandomState,
+    manifests: HashMap<ManifestKey, Arc<Manifest>>,
+    plans: HashMap<(ManifestKey, u32), Arc<Plan>>,
+    /// Manifests decoded (not found in the cache), for tests and statistics.
+    pub decoded: u64,
+    /// Plans compiled.
+    pub compiled: u64,
+}
+
+impl std::fmt::Debug for ManifestCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ManifestCache({} manifests, {} plans)",
+            self.manifests.len(),
+            self.plans.len()
+        )
+    }
+}
+
+impl ManifestCache {
+    /// Reads a module's manifest, decoding it only when no identical one is cached.
+    pub fn manifest(
+        &mut self,
+        mapper: &dyn FrameMapper,
+        module: &str,
+        published: &PublishedManifest,
+    ) -> Result<(Arc<Manifest>, ManifestKey), GuestError> {
+        let blob = read_manifest_blob(mapper, module, published)?;
+        let key = (self.hasher.hash_one(&blob), blob.len());
+        if let Some(m) = self.manifests.get(&key) {
+            if m.module != module {
+                return Err(GuestError::ManifestModule {
+                    published: module.to_string(),
+                    manifest: m.module.clone(),
+                });
+            }
+            return Ok((m.clone(), key));
+        }
+        self.prune();
+        if self.manifests.len() >= limits::LIVE_MAX_CACHED_MANIFESTS {
+            return Err(GuestError::Budget(format!(
+                "manifest of module {}: {} distinct manifests already held for this guest (limit)",
+                escape(module),
+                self.manifests.len()
+            )));
+        }
+        let m = Arc::new(decode_manifest(module, &blob)?);
+        self.decoded += 1;
+        self.manifests.insert(key, m.clone());
+        Ok((m, key))
+    }
+
+    /// The plan of type `ty` of the manifest `key`, compiled once.
+    pub fn plan(
+        &mut self,
+        key: ManifestKey,
+        manifest: &Manifest,
+        ty: vmark_proto::TypeId,
+    ) -> Result<Arc<Plan>, crate::decode::DecodeError> {
+        if let Some(p) = self.plans.get(&(key, ty.0)) {
+            return Ok(p.clone());
+        }
+        let plan = Arc::new(Plan::compile(&manifest.types, ty)?);
+        self.compiled += 1;
+        self.plans.insert((key, ty.0), plan.clone());
+        Ok(plan)
+    }
+
+    /// Drops manifests and plans that only the cache still holds.
+    pub fn prune(&mut self) {
+        self.manifests.retain(|_, m| Arc::strong_count(m) > 1);
+        let live: std::collections::HashSet<ManifestKey> = self.manifests.keys().copied().collect();
+        self.plans
+            .retain(|(k, _), p| live.contains(k) || Arc::strong_count(p) > 1);
+    }
+
+    /// Manifests held.
+    pub fn len(&self) -> usize {
+        self.manifests.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+    }
 }
 
 /// A mark ready to sample: mapped, checked against its record and manifest, with its
@@ -293,6 +489,23 @@ pub fn open_mark(
     module: &str,
     manifest: &Arc<Manifest>,
     entry: &PublishedMark,
+) -> Result<OpenMark, GuestError> {
+    open_mark_with(mapper, module, manifest, entry, &mut |m: &Manifest, ty| {
+        Plan::compile(&m.types, ty).map(Arc::new)
+    })
+}
+
+/// A plan source: compiles, or takes one from a [`ManifestCache`].
+type PlanFor<'a> =
+    dyn FnMut(&Manifest, vmark_proto::TypeId) -> Result<Arc<Plan>, crate::decode::DecodeError> + 'a;
+
+/// [`open_mark`] with its plan from `plan_for`.
+fn open_mark_with(
+    mapper: &dyn FrameMapper,
+    module: &str,
+    manifest: &Arc<Manifest>,
+    entry: &PublishedMark,
+    plan_for: &mut PlanFor<'_>,
 ) -> Result<OpenMark, GuestError> {
     let mismatch = |detail: String| GuestError::MarkMismatch {
         module: module.to_string(),
@@ -332,7 +545,7 @@ pub fn open_mark(
         mark.flags.has_seq(),
     )
     .ok_or_else(|| mismatch("mapping shorter than the mark".into()))?;
-    let plan = Plan::compile(&manifest.types, mark.ty).map_err(|source| GuestError::Decode {
+    let plan = plan_for(manifest, mark.ty).map_err(|source| GuestError::Decode {
         mark: entry.name.clone(),
         source,
     })?;
@@ -340,7 +553,7 @@ pub fn open_mark(
         module: module.to_string(),
         mark,
         manifest: manifest.clone(),
-        plan: Arc::new(plan),
+        plan,
         mapped,
         entry: entry.clone(),
     })
@@ -433,7 +646,9 @@ pub fn open_all_in_memory(
     mapper: &dyn FrameMapper,
 ) -> Result<GuestMarks, KernelError> {
     let mut modules: BTreeMap<String, (Option<ModuleSymbol>, Vec<ModuleSymbol>)> = BTreeMap::new();
-    for sym in kernel.find_helper_registry()? {
+    // Module by module: one module whose symbols cannot be read is an error row, not the end.
+    let registry = kernel.helper_registry()?;
+    for sym in registry.symbols {
         let slot = modules.entry(sym.module.clone()).or_default();
         if sym.name == vmark_build_manifest_symbol() {
             slot.0 = Some(sym);
@@ -442,6 +657,10 @@ pub fn open_all_in_memory(
         }
     }
     let mut out = GuestMarks::default();
+    for (item, source) in registry.errors {
+        out.errors
+            .push((item.clone(), GuestError::Kernel { item, source }));
+    }
     for (module, (manifest, records)) in modules {
         let manifest = manifest
             .ok_or_else(|| {
@@ -618,7 +837,8 @@ pub fn write_list(
         "{:<12} {:<16} {:<20} {:<32} {:>6}  flags",
         "DOMAIN", "MODULE", "MARK", "TYPE", "SIZE"
     )?;
-    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or("").to_string();
+    // Every cell may hold guest-supplied text (names, types, errors quoting entries).
+    let text = |r: &serde_json::Value, k: &str| escape(r[k].as_str().unwrap_or("")).into_owned();
     for r in rows {
         if r.get("error").is_some() {
             writeln!(
@@ -650,13 +870,23 @@ pub fn open_all(
     mapper: &dyn FrameMapper,
     domid: u32,
 ) -> Result<GuestMarks, GuestError> {
+    open_all_cached(store, mapper, domid, &mut ManifestCache::default())
+}
+
+/// [`open_all`] with manifests and plans shared through `cache`.
+pub fn open_all_cached(
+    store: &dyn Store,
+    mapper: &dyn FrameMapper,
+    domid: u32,
+    cache: &mut ManifestCache,
+) -> Result<GuestMarks, GuestError> {
     let mut out = GuestMarks::default();
     for module in list(store, domid)? {
         let manifest = match module
             .manifest
-            .and_then(|p| read_manifest(mapper, &module.name, &p))
+            .and_then(|p| cache.manifest(mapper, &module.name, &p))
         {
-            Ok(m) => Arc::new(m),
+            Ok(m) => m,
             Err(e) => {
                 out.errors.push((module.name.clone(), e));
                 continue;
@@ -664,9 +894,11 @@ pub fn open_all(
         };
         for listed in module.marks {
             let key = format!("{}/{}", module.name, listed.index);
-            let opened = listed
-                .entry
-                .and_then(|entry| open_mark(mapper, &module.name, &manifest, &entry));
+            let opened = listed.entry.and_then(|entry| {
+                open_mark_with(mapper, &module.name, &manifest.0, &entry, &mut |m, ty| {
+                    cache.plan(manifest.1, m, ty)
+                })
+            });
             match opened {
                 Ok(m) => {
                     out.marks
@@ -677,6 +909,279 @@ pub fn open_all(
         }
     }
     Ok(out)
+}
+
+/// The `vmark list` rows of one domain: its marks, or one row with the error that keeps the
+/// domain from being listed, so that one guest's bad entries never hide the others.
+/// `None` when the domain publishes nothing and was not asked for by name (`explicit`).
+pub fn domain_rows(
+    store: &dyn Store,
+    mapper: &dyn FrameMapper,
+    domid: u32,
+    name: &str,
+    explicit: bool,
+) -> Option<Vec<serde_json::Value>> {
+    let mut origin = serde_json::Map::new();
+    origin.insert("domain".into(), name.into());
+    origin.insert("domid".into(), domid.into());
+    match open_all(store, mapper, domid) {
+        Ok(marks) => Some(list_rows(&origin, &marks)),
+        Err(GuestError::NotPublished(_)) if !explicit => None,
+        Err(e) => {
+            let mut r = origin;
+            r.insert("item".into(), "(domain)".into());
+            r.insert("error".into(), e.to_string().into());
+            Some(vec![serde_json::Value::Object(r)])
+        }
+    }
+}
+
+/// The `vmark list` rows of several domains ([`domain_rows`] each, with its own mapper):
+/// a domain that cannot be listed is one error row among the others' marks.
+pub fn list_domains(
+    store: &dyn Store,
+    mapper_for: &dyn Fn(u32) -> Box<dyn FrameMapper>,
+    domains: &[(u32, String)],
+    explicit: bool,
+) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for (id, name) in domains.iter().take(limits::LIVE_MAX_DOMAINS) {
+        let mapper = mapper_for(*id);
+        if let Some(r) = domain_rows(store, mapper.as_ref(), *id, name, explicit) {
+            rows.extend(r);
+        }
+    }
+    rows
+}
+
+/// What a watched mark is, as the user named it: `module/mark` or a bare `mark`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkSpec {
+    /// As given.
+    pub spec: String,
+    /// Module, when given.
+    pub module: Option<String>,
+    /// Mark name.
+    pub mark: String,
+}
+
+impl MarkSpec {
+    /// Splits `module/mark` (or takes a bare mark name).
+    pub fn parse(spec: &str) -> MarkSpec {
+        match spec.split_once('/') {
+            Some((m, k)) => MarkSpec {
+                spec: spec.to_string(),
+                module: Some(m.to_string()),
+                mark: k.to_string(),
+            },
+            None => MarkSpec {
+                spec: spec.to_string(),
+                module: None,
+                mark: spec.to_string(),
+            },
+        }
+    }
+}
+
+/// What a refresh found for one watched mark.
+#[derive(Debug)]
+pub enum MarkUpdate {
+    /// Published as before: keep the open mark (nothing was mapped or decoded).
+    Unchanged,
+    /// Published anew or differently: opened again.
+    Opened(Box<OpenMark>),
+    /// Not (or no longer) usable.
+    Gone(GuestError),
+}
+
+/// The result of one [`Refresher::refresh`].
+#[derive(Debug)]
+pub struct Refresh {
+    /// The helper's control entries, or why they are unusable (the helper unloaded).
+    pub helper: Result<HelperInfo, GuestError>,
+    /// The generation did not change: nothing but the control entries was read.
+    pub same_generation: bool,
+    /// Per watched spec.
+    pub marks: BTreeMap<String, MarkUpdate>,
+}
+
+/// Re-reads what a guest publishes for a watch, doing work in proportion to what changed:
+/// the control entries (four reads) always; the watched marks' modules only when the
+/// published generation changed; a mark is mapped again only when its entry (or its
+/// module's manifest entry) changed; a manifest is decoded only when its content is new
+/// ([`ManifestCache`]). It owns its store and mapper, so it can run off the sampling
+/// thread.
+pub struct Refresher {
+    store: Box<dyn Store + Send>,
+    mapper: Arc<dyn FrameMapper>,
+    domid: u32,
+    specs: Vec<MarkSpec>,
+    cache: ManifestCache,
+    last: Option<HelperInfo>,
+    /// Per spec, the entries the open mark was made from.
+    seen: BTreeMap<String, (PublishedManifest, PublishedMark)>,
+    /// Refreshes that read more than the control entries.
+    pub full_refreshes: u64,
+}
+
+impl Refresher {
+    /// A refresher for `specs` of domain `domid`.
+    pub fn new(
+        store: Box<dyn Store + Send>,
+        mapper: Arc<dyn FrameMapper>,
+        domid: u32,
+        specs: Vec<MarkSpec>,
+    ) -> Self {
+        Refresher {
+            store,
+            mapper,
+            domid,
+            specs,
+            cache: ManifestCache::default(),
+            last: None,
+            seen: BTreeMap::new(),
+            full_refreshes: 0,
+        }
+    }
+
+    /// The store (for checks between refreshes).
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The cache (statistics, tests).
+    pub fn cache(&self) -> &ManifestCache {
+        &self.cache
+    }
+
+    /// Reads what changed since the last refresh.
+    pub fn refresh(&mut self) -> Refresh {
+        let info = match helper_info(self.store.as_ref(), self.domid) {
+            Ok(i) => i,
+            Err(e) => {
+                self.last = None;
+                let marks = self
+                    .specs
+                    .iter()
+                    .map(|s| {
+                        self.seen.remove(&s.spec);
+                        (
+                            s.spec.clone(),
+                            MarkUpdate::Gone(GuestError::NotPublished(self.domid)),
+                        )
+                    })
+                    .collect();
+                return Refresh {
+                    helper: Err(e),
+                    same_generation: false,
+                    marks,
+                };
+            }
+        };
+        if self.last.as_ref() == Some(&info) {
+            let marks = self
+                .specs
+                .iter()
+                .map(|s| (s.spec.clone(), MarkUpdate::Unchanged))
+                .collect();
+            return Refresh {
+                helper: Ok(info),
+                same_generation: true,
+                marks,
+            };
+        }
+        self.last = Some(info.clone());
+        self.full_refreshes += 1;
+        let mut modules: BTreeMap<String, Result<ListedModule, GuestError>> = BTreeMap::new();
+        let mut marks = BTreeMap::new();
+        let specs = self.specs.clone();
+        for spec in &specs {
+            let update = self.refresh_one(spec, &mut modules);
+            marks.insert(spec.spec.clone(), update);
+        }
+        self.cache.prune();
+        Refresh {
+            helper: Ok(info),
+            same_generation: false,
+            marks,
+        }
+    }
+
+    fn refresh_one(
+        &mut self,
+        spec: &MarkSpec,
+        modules: &mut BTreeMap<String, Result<ListedModule, GuestError>>,
+    ) -> MarkUpdate {
+        let module = match &spec.module {
+            Some(m) => m.clone(),
+            None => match self.module_of(&spec.mark) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.seen.remove(&spec.spec);
+                    return MarkUpdate::Gone(e);
+                }
+            },
+        };
+        let listed = modules.entry(module.clone()).or_insert_with(|| {
+            publish::parse_name(&module)
+                .map_err(|_| GuestError::NoSuchMark(spec.spec.clone()))
+                .and_then(|name| list_module(self.store.as_ref(), self.domid, &name))
+        });
+        let found = match listed {
+            Err(_) => None,
+            Ok(l) => l
+                .marks
+                .iter()
+                .filter_map(|m| m.entry.as_ref().ok())
+                .find(|e| e.name == spec.mark)
+                .cloned()
+                .and_then(|e| l.manifest.as_ref().ok().map(|p| (p.clone(), e))),
+        };
+        let Some((published, entry)) = found else {
+            self.seen.remove(&spec.spec);
+            return MarkUpdate::Gone(GuestError::NoSuchMark(spec.spec.clone()));
+        };
+        if self.seen.get(&spec.spec) == Some(&(published.clone(), entry.clone())) {
+            return MarkUpdate::Unchanged;
+        }
+        let mapper = self.mapper.clone();
+        let opened = self
+            .cache
+            .manifest(mapper.as_ref(), &module, &published)
+            .and_then(|(manifest, key)| {
+                let cache = &mut self.cache;
+                open_mark_with(mapper.as_ref(), &module, &manifest, &entry, &mut |m, ty| {
+                    cache.plan(key, m, ty)
+                })
+            });
+        match opened {
+            Ok(m) => {
+                self.seen.insert(spec.spec.clone(), (published, entry));
+                MarkUpdate::Opened(Box::new(m))
+            }
+            Err(e) => {
+                self.seen.remove(&spec.spec);
+                MarkUpdate::Gone(e)
+            }
+        }
+    }
+
+    /// The one module that publishes a mark named `mark` (entries only, nothing mapped).
+    fn module_of(&self, mark: &str) -> Result<String, GuestError> {
+        let mut hits = list(self.store.as_ref(), self.domid)?
+            .into_iter()
+            .filter(|m| {
+                m.marks
+                    .iter()
+                    .any(|l| l.entry.as_ref().is_ok_and(|e| e.name == mark))
+            })
+            .map(|m| m.name);
+        match (hits.next(), hits.next()) {
+            (Some(m), None) => Ok(m),
+            (Some(_), Some(_)) => Err(GuestError::Ambiguous(mark.to_string())),
+            _ => Err(GuestError::NoSuchMark(mark.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -711,9 +1216,15 @@ mod tests {
 
     /// A fake guest: frame 1 holds the manifest, frame 2 a record, frame 3 an `int` = 42.
     fn guest() -> (MapStore, BufferMapper) {
+        guest_with_type("int")
+    }
+
+    /// [`guest`] with the mark's type named `type_name` (frame 5 holds a copy of the
+    /// manifest, for republishing it elsewhere).
+    fn guest_with_type(type_name: &str) -> (MapStore, BufferMapper) {
         let mut types = TypeTable::new();
         let int = types.push(Type::Base {
-            name: "int".into(),
+            name: type_name.into(),
             size: 4,
             encoding: BaseEncoding::Signed,
         });
@@ -732,7 +1243,7 @@ mod tests {
             types,
         };
         let blob = vmark_proto::encode(&manifest).unwrap();
-        let mut mem = vec![0u8; 5 * 4096];
+        let mut mem = vec![0u8; 6 * 4096];
         mem[4096..4096 + blob.len()].copy_from_slice(&blob);
         let rec = 2 * 4096 + 64;
         mem[rec..rec + 4].copy_from_slice(&VMARK_RECORD_MAGIC.to_le_bytes());
@@ -740,6 +1251,7 @@ mod tests {
         mem[rec + 8..rec + 16].copy_from_slice(&(GVA + 0x3010).to_le_bytes());
         mem[rec + 16..rec + 24].copy_from_slice(&4u64.to_le_bytes());
         mem[3 * 4096 + 0x10..3 * 4096 + 0x14].copy_from_slice(&42i32.to_le_bytes());
+        mem[5 * 4096..5 * 4096 + blob.len()].copy_from_slice(&blob);
         let mut s = MapStore::default();
         let r = root(5);
         s.0.insert(format!("{r}/abi"), "1".into());
@@ -830,5 +1342,232 @@ mod tests {
     fn an_unpublished_domain_says_so() {
         let s = MapStore::default();
         assert!(matches!(list(&s, 9), Err(GuestError::NotPublished(9))));
+    }
+    /// A store shared with the test (which changes it while a [`Refresher`] owns it) that
+    /// counts its reads.
+    #[derive(Clone, Default)]
+    struct SharedStore {
+        map: Arc<std::sync::Mutex<HashMap<String, String>>>,
+        reads: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl SharedStore {
+        fn from(s: MapStore) -> Self {
+            let st = SharedStore::default();
+            *st.map.lock().unwrap() = s.0;
+            st
+        }
+        fn set(&self, k: &str, v: &str) {
+            self.map.lock().unwrap().insert(k.into(), v.into());
+        }
+        fn remove_prefix(&self, p: &str) {
+            self.map.lock().unwrap().retain(|k, _| !k.starts_with(p));
+        }
+        fn reads(&self) -> u64 {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Store for SharedStore {
+        fn read(&self, path: &str) -> std::io::Result<Option<String>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.map.lock().unwrap().get(path).cloned())
+        }
+        fn directory(&self, path: &str) -> std::io::Result<Vec<String>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            MapStore(self.map.lock().unwrap().clone()).directory(path)
+        }
+    }
+
+    fn refresher(s: &SharedStore, m: BufferMapper) -> Refresher {
+        Refresher::new(
+            Box::new(s.clone()),
+            Arc::new(m),
+            5,
+            vec![MarkSpec::parse("demo/answer"), MarkSpec::parse("answer")],
+        )
+    }
+
+    #[test]
+    fn a_bad_domain_is_a_row_and_the_others_list() {
+        let (mut s, m) = guest();
+        // Domain 6 publishes an ABI this host does not speak; domain 7 an overlong value;
+        // domain 8 nothing (not asked for by name: not listed).
+        s.0.insert(format!("{}/abi", root(6)), "2\x1b[2J".into());
+        s.0.insert(format!("{}/abi", root(7)), "1".into());
+        s.0.insert(format!("{}/generation", root(7)), "9".repeat(5000));
+        let domains: Vec<(u32, String)> = [(5, "good"), (6, "bad-abi"), (7, "long"), (8, "plain")]
+            .iter()
+            .map(|(i, n)| (*i, n.to_string()))
+            .collect();
+        let mapper_for = |_: u32| -> Box<dyn FrameMapper> { Box::new(m.clone()) };
+        let rows = list_domains(&s, &mapper_for, &domains, false);
+        let good: Vec<_> = rows.iter().filter(|r| r["domain"] == "good").collect();
+        assert_eq!(good.len(), 1);
+        assert_eq!(good[0]["mark"], "answer");
+        for bad in ["bad-abi", "long"] {
+            let r: Vec<_> = rows.iter().filter(|r| r["domain"] == bad).collect();
+            assert_eq!(r.len(), 1, "{bad}: {rows:?}");
+            assert!(r[0]["error"].is_string(), "{bad}: {:?}", r[0]);
+        }
+        assert!(rows.iter().all(|r| r["domain"] != "plain"));
+        // Asked for by name, the silent one says why.
+        let rows = list_domains(&s, &mapper_for, &domains[3..], true);
+        assert!(rows[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("publishes no vmark"));
+        // The table escapes what the guest wrote into its error.
+        let rows = list_domains(&s, &mapper_for, &domains, false);
+        let mut out = Vec::new();
+        write_list(rows, false, "none", &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains("\\x1b[2J"), "{text}");
+    }
+
+    #[test]
+    fn guest_names_are_escaped_in_the_table_and_kept_in_json() {
+        let (s, m) = guest_with_type("int\x1b]0;pwned\x07\u{202e}");
+        let marks = open_all(&s, &m, 5).unwrap();
+        assert!(marks.errors.is_empty(), "{:?}", marks.errors);
+        let mut origin = serde_json::Map::new();
+        origin.insert("domain".into(), "g\x1b[31m".into());
+        let rows = list_rows(&origin, &marks);
+        let mut table = Vec::new();
+        write_list(rows.clone(), false, "", &mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            !table
+                .chars()
+                .any(|c| c != '\n' && vmark_proto::text::is_unsafe_char(c)),
+            "{table:?}"
+        );
+        assert!(table.contains("int\\x1b]0;pwned\\x07\\u{202e}"), "{table}");
+        let mut json = Vec::new();
+        write_list(rows, true, "", &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[0]["type"], "int\x1b]0;pwned\x07\u{202e}");
+    }
+
+    #[test]
+    fn refreshes_do_work_only_for_what_changed() {
+        let (s, m) = guest();
+        let s = SharedStore::from(s);
+        let mut r = refresher(&s, m);
+        let first = r.refresh();
+        assert!(first
+            .marks
+            .values()
+            .all(|u| matches!(u, MarkUpdate::Opened(_))));
+        assert_eq!((r.cache().decoded, r.cache().compiled), (1, 1));
+        // Events with no new generation: only the control entries are read.
+        let before = s.reads();
+        for _ in 0..100 {
+            let again = r.refresh();
+            assert!(again.same_generation);
+        }
+        assert!(
+            s.reads() - before <= 100 * 4,
+            "{} reads",
+            s.reads() - before
+        );
+        assert_eq!(r.full_refreshes, 1);
+        // A new generation with the same entries: nothing is mapped or decoded again.
+        s.set(&format!("{}/generation", root(5)), "4");
+        let same = r.refresh();
+        assert!(!same.same_generation);
+        assert!(same
+            .marks
+            .values()
+            .all(|u| matches!(u, MarkUpdate::Unchanged)));
+        // The manifest republished elsewhere with the same bytes: the mark is reopened
+        // but shares the decoded manifest and the compiled plan (content hash).
+        let len = r.seen.values().next().unwrap().0.blob.size;
+        s.set(
+            &format!("{}/modules/demo/manifest", root(5)),
+            &format!("{:x} {len} 5", GVA + 0x5000),
+        );
+        s.set(&format!("{}/generation", root(5)), "5");
+        let moved = r.refresh();
+        assert!(moved
+            .marks
+            .values()
+            .all(|u| matches!(u, MarkUpdate::Opened(_))));
+        assert_eq!((r.cache().decoded, r.cache().compiled), (1, 1));
+        assert_eq!(r.cache().len(), 1);
+    }
+
+    #[test]
+    fn a_withdrawn_mark_comes_back_and_a_reloaded_helper_is_seen() {
+        use crate::watch::{apply_refresh, binding_after, Binding, Bound, Watched};
+        let (s, m) = guest();
+        let s = SharedStore::from(s);
+        let mut r = refresher(&s, m);
+        let mut watched = BTreeMap::new();
+        let first = r.refresh();
+        let bound = first.helper.as_ref().ok().map(|i| Bound {
+            port: i.event_channel.unwrap(),
+            gref: i.control_gref,
+            generation: i.generation,
+        });
+        for (k, u) in first.marks {
+            let MarkUpdate::Opened(m) = u else { panic!() };
+            watched.insert(
+                k,
+                Watched {
+                    open: Some(*m),
+                    fields: vec![],
+                },
+            );
+        }
+        let mut last = BTreeMap::new();
+        // The helper unloads: the whole tree goes.
+        let saved = s.map.lock().unwrap().clone();
+        s.remove_prefix(&root(5));
+        let gone = r.refresh();
+        assert_eq!(binding_after(bound, &gone.helper, true), Binding::Release);
+        let notes = apply_refresh(&mut watched, gone, &[], &mut last);
+        assert_eq!(notes.len(), 2);
+        assert!(notes.iter().all(|n| n.0 == "withdrawn"));
+        assert!(watched.values().all(|w| w.open.is_none()));
+        // A new helper instance publishes again, its generation counting from 1.
+        *s.map.lock().unwrap() = saved;
+        s.set(&format!("{}/generation", root(5)), "1");
+        let back = r.refresh();
+        assert!(matches!(
+            binding_after(None, &back.helper, false),
+            Binding::Bind(_)
+        ));
+        assert!(matches!(
+            binding_after(bound, &back.helper, true),
+            Binding::Bind(Bound { generation: 1, .. })
+        ));
+        let notes = apply_refresh(&mut watched, back, &[], &mut last);
+        assert!(notes.iter().all(|n| n.0 == "back"), "{notes:?}");
+        assert!(watched.values().all(|w| w.open.is_some()));
+    }
+
+    #[test]
+    fn too_many_modules_is_an_error_item_not_unbounded_work() {
+        let (mut s, m) = guest();
+        for i in 0..limits::LIVE_MAX_MODULES_PER_DOMAIN + 10 {
+            s.0.insert(
+                format!("{}/modules/zz{i:04}/manifest", root(5)),
+                "garbage".into(),
+            );
+        }
+        let listed = list(&s, 5).unwrap();
+        assert_eq!(listed.len(), limits::LIVE_MAX_MODULES_PER_DOMAIN + 1);
+        assert!(matches!(
+            listed.last().unwrap().manifest,
+            Err(GuestError::Entry {
+                source: PublishError::TooMany { .. },
+                ..
+            })
+        ));
+        // The good module sorts first and still opens.
+        let marks = open_all(&s, &m, 5).unwrap();
+        assert!(marks.find("answer").is_ok());
     }
 }

@@ -36,7 +36,16 @@
 //! }
 //! ```
 
+//!
+//! The table may come from a hostile module or guest: flattening emits at most
+//! [`limits::LAYOUT_MAX_ROWS`] rows (anonymous types nested by value many times over
+//! cannot make it exponential), offsets are computed with checked arithmetic, rendering is
+//! linear in the rows, and every name in the text form is escaped
+//! ([`vmark_proto::text::escape`]).
+
 use serde_json::{json, Value};
+use vmark_proto::limits;
+use vmark_proto::text::escape;
 use vmark_proto::types::MAX_TYPE_DEPTH;
 use vmark_proto::{AggregateKind, Type, TypeId, TypeTable};
 
@@ -47,11 +56,17 @@ pub const CACHELINE: u64 = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// The id is not a struct or union with members.
-    #[error("type {0} is not a struct or union with known members")]
+    #[error("type {} is not a struct or union with known members", escape(.0))]
     NotAggregate(String),
     /// Anonymous members nest deeper than the table limit.
     #[error("anonymous members nest more than {MAX_TYPE_DEPTH} levels")]
     TooDeep,
+    /// The layout has more rows than its limit (anonymous types nested many times over).
+    #[error("type {} has more than {} members, anonymous ones expanded", escape(.0), limits::LAYOUT_MAX_ROWS)]
+    TooLarge(String),
+    /// A member's offset does not fit in 64 bits.
+    #[error("an offset in type {} overflows", escape(.0))]
+    Overflow(String),
 }
 
 /// One member in a flattened layout.
@@ -143,8 +158,21 @@ pub fn flatten(table: &TypeTable, id: TypeId) -> Result<Layout, LayoutError> {
             continue;
         };
         let Some(m) = ms.get(next) else { continue };
+        if members.len() >= limits::LAYOUT_MAX_ROWS {
+            return Err(LayoutError::TooLarge(table.type_name(root)));
+        }
         stack.push((agg, base, prefix.clone(), depth, next + 1));
-        let offset = base.saturating_add(m.offset);
+        let overflow = || LayoutError::Overflow(table.type_name(root));
+        let offset = base.checked_add(m.offset).ok_or_else(overflow)?;
+        let bits = match m.bitfield {
+            Some(b) => Some((
+                base.checked_mul(8)
+                    .and_then(|bits| bits.checked_add(b.bit_offset))
+                    .ok_or_else(overflow)?,
+                b.bit_size,
+            )),
+            None => None,
+        };
         let path = match &m.name {
             Some(n) if prefix.is_empty() => n.clone(),
             Some(n) => format!("{prefix}.{n}"),
@@ -159,12 +187,7 @@ pub fn flatten(table: &TypeTable, id: TypeId) -> Result<Layout, LayoutError> {
             decl: table.declare(m.ty, m.name.as_deref().unwrap_or("")),
             offset,
             size: table.size_of(m.ty),
-            bits: m.bitfield.map(|b| {
-                (
-                    base.saturating_mul(8).saturating_add(b.bit_offset),
-                    b.bit_size,
-                )
-            }),
+            bits,
             depth,
             expanded: anon.is_some(),
         });
@@ -226,9 +249,9 @@ impl Layout {
     /// boundaries and the size/cachelines/members footer. Anonymous structs and unions
     /// are expanded inline at absolute offsets.
     pub fn render(&self, table: &TypeTable) -> String {
-        let mut out = format!("{} {{\n", self.name);
+        let mut out = format!("{} {{\n", escape(&self.name));
         let mut i = 0;
-        let stats = self.render_level(table, &mut i, 0, self.kind, &mut out);
+        let stats = self.render_level(table, &mut i, 0, 0, self.kind, &mut out);
         let cachelines = self.size.div_ceil(CACHELINE);
         out.push_str(&format!(
             "\n\t/* size: {}, cachelines: {cachelines}, members: {} */\n",
@@ -253,12 +276,14 @@ impl Layout {
         out
     }
 
-    /// Renders the members from `*i` on that sit at `depth`, returning level statistics.
+    /// Renders the members from `*i` on that sit at `depth`, in the struct or union at
+    /// absolute offset `base`, returning level statistics. Each row is looked at once.
     fn render_level(
         &self,
         table: &TypeTable,
         i: &mut usize,
         depth: usize,
+        base: u64,
         kind: AggregateKind,
         out: &mut String,
     ) -> LevelStats {
@@ -273,7 +298,7 @@ impl Layout {
                 break;
             }
             *i += 1;
-            let start_bits = m.bits.map(|b| b.0).unwrap_or(m.offset * 8);
+            let start_bits = m.bits.map(|b| b.0).unwrap_or(m.offset.saturating_mul(8));
             if kind == AggregateKind::Struct {
                 if let Some(end) = prev_end_bits {
                     let unit_end = prev_unit_end.unwrap_or(end).max(end);
@@ -324,7 +349,7 @@ impl Layout {
                     _ => AggregateKind::Struct,
                 };
                 out.push_str(&format!("{indent}{} {{\n", inner_kind.keyword()));
-                self.render_level(table, i, depth + 1, inner_kind, out);
+                self.render_level(table, i, depth + 1, m.offset, inner_kind, out);
                 let closing = match &m.name {
                     Some(n) => format!("}} {n};"),
                     None => "};".to_string(),
@@ -344,6 +369,7 @@ impl Layout {
                     Some(values) => {
                         out.push_str(&format!("{indent}enum {{\n"));
                         for (name, value) in values {
+                            let name = escape(&name);
                             out.push_str(&format!("{indent}\t{name} = {value},\n"));
                         }
                         decl.replacen("enum {...}", "}", 1)
@@ -354,12 +380,12 @@ impl Layout {
                     Some((bit, _)) => {
                         // pahole: the storage unit (sizeof the declared type) holding the
                         // field, aligned down to its size, and the bit within it.
-                        let unit = size.max(1) * 8;
-                        let rel = bit - self.enclosing_base(m) * 8;
+                        let unit = size.max(1).saturating_mul(8);
+                        let rel = bit.saturating_sub(base.saturating_mul(8));
                         let unit_start = rel / unit * unit;
                         format!(
                             "/* {:5}:{:2} {:2} */",
-                            self.enclosing_base(m) + unit_start / 8,
+                            base.saturating_add(unit_start / 8),
                             rel - unit_start,
                             size
                         )
@@ -371,39 +397,22 @@ impl Layout {
             st.members += 1;
             match m.bits {
                 Some((bit, w)) => {
-                    let end = bit + u64::from(w);
-                    let unit = size.max(1) * 8;
-                    prev_unit_end = Some((bit / unit + 1) * unit);
+                    let end = bit.saturating_add(u64::from(w));
+                    let unit = size.max(1).saturating_mul(8);
+                    prev_unit_end = Some((bit / unit).saturating_add(1).saturating_mul(unit));
                     prev_end_bits = Some(end);
                     st.end = st.end.max(end.div_ceil(8));
                 }
                 None => {
-                    st.sum_members += size;
+                    st.sum_members = st.sum_members.saturating_add(size);
                     prev_unit_end = None;
-                    prev_end_bits = Some((m.offset + size) * 8);
-                    st.end = st.end.max(m.offset + size);
+                    let end = m.offset.saturating_add(size);
+                    prev_end_bits = Some(end.saturating_mul(8));
+                    st.end = st.end.max(end);
                 }
             }
         }
         st
-    }
-
-    /// Absolute offset of the struct/union that directly encloses member `m`.
-    fn enclosing_base(&self, m: &FlatMember) -> u64 {
-        if m.depth == 0 {
-            return 0;
-        }
-        let idx = self
-            .members
-            .iter()
-            .position(|x| std::ptr::eq(x, m))
-            .unwrap_or(0);
-        self.members[..idx]
-            .iter()
-            .rev()
-            .find(|x| x.depth + 1 == m.depth && x.expanded)
-            .map(|x| x.offset)
-            .unwrap_or(0)
     }
 }
 
@@ -449,8 +458,10 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
     None
 }
 
-/// A line with its `/* ... */` comment at pahole's column (57, tabs counted as 8).
+/// A line with its `/* ... */` comment at pahole's column (57, tabs counted as 8). `text`
+/// holds guest names: it is escaped.
 fn comment_line(indent: &str, text: &str, comment: &str) -> String {
+    let text = escape(text);
     let used = indent.len() * 8 + text.chars().count();
     let pad = if used < 57 { 57 - used } else { 1 };
     format!("{indent}{text}{}{comment}\n", " ".repeat(pad))
@@ -604,5 +615,83 @@ mod tests {
         let mut t = TypeTable::new();
         let i = base(&mut t, "int", 4);
         assert!(matches!(flatten(&t, i), Err(LayoutError::NotAggregate(_))));
+    }
+
+    #[test]
+    fn flattening_anonymous_types_nested_twice_by_value_is_bounded() {
+        // union { union {...}; union {...}; } 30 levels deep: 2^31 rows without a limit.
+        let mut t = TypeTable::new();
+        let mut cur = base(&mut t, "int", 4);
+        for _ in 0..30 {
+            cur = t.push(Type::Aggregate {
+                kind: AggregateKind::Union,
+                name: None,
+                size: 4,
+                members: vec![member(None, cur, 0), member(None, cur, 0)],
+            });
+        }
+        let root = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("bomb".into()),
+            size: 4,
+            members: vec![member(Some("u"), cur, 0)],
+        });
+        t.validate().unwrap();
+        assert!(matches!(flatten(&t, root), Err(LayoutError::TooLarge(_))));
+    }
+
+    #[test]
+    fn offsets_that_would_wrap_are_errors() {
+        // Not a validated table: an anonymous member near 2^64 holding one further on.
+        let mut t = TypeTable::new();
+        let int = base(&mut t, "int", 4);
+        let inner = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: None,
+            size: 16,
+            members: vec![member(Some("x"), int, 8)],
+        });
+        let outer = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("o".into()),
+            size: u64::MAX,
+            members: vec![member(None, inner, u64::MAX - 4)],
+        });
+        assert!(matches!(flatten(&t, outer), Err(LayoutError::Overflow(_))));
+    }
+
+    #[test]
+    fn guest_names_are_escaped_in_the_text_layout() {
+        let mut t = TypeTable::new();
+        let int = base(&mut t, "int", 4);
+        let e = t.push(Type::Enum {
+            name: None,
+            size: 4,
+            signed: false,
+            enumerators: vec![vmark_proto::Enumerator {
+                name: "A\x1b[2J".into(),
+                value: 1,
+            }],
+        });
+        let s = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("s\x1b]0;t\x07".into()),
+            size: 8,
+            members: vec![member(Some("m\u{202e}\r"), int, 0), member(Some("e"), e, 4)],
+        });
+        t.validate().unwrap();
+        let l = flatten(&t, s).unwrap();
+        let text = l.render(&t);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && c != '\t' && vmark_proto::text::is_unsafe_char(c)),
+            "{text:?}"
+        );
+        assert!(text.starts_with("struct s\\x1b]0;t\\x07 {"), "{text}");
+        assert!(text.contains("m\\u{202e}\\r;"), "{text}");
+        assert!(text.contains("A\\x1b[2J = 1,"), "{text}");
+        // The JSON form keeps the exact names.
+        assert_eq!(l.to_json()["members"][0]["name"], "m\u{202e}\r");
     }
 }

@@ -7,6 +7,8 @@
 //! - [`introspect`]: offset-free introspection of dumps and live guests (processes,
 //!   modules, symbols, memory), and [`cli_introspect`], the commands on top of it;
 //! - [`publish`]: the xenstore layout the guest helper publishes, parsed and validated;
+//! - [`guest`]: a guest's published marks opened, manifests shared by content;
+//! - [`watch`]: what keeps `vmark watch` bounded and safe whatever the guest does;
 //! - `xen` (feature `xen`): live access through Xen's libraries.
 
 #![warn(missing_docs)]
@@ -25,5 +27,6 @@ pub mod plot;
 pub mod publish;
 pub mod reader;
 pub mod sample;
+pub mod watch;
 #[cfg(feature = "xen")]
 pub mod xen;

@@ -1,20 +1,44 @@
 //! The live commands on a running Xen guest: `list`, `read`, `watch`.
 //!
-//! `watch` runs one tokio task that waits on three sources at once: the `--every` timer,
-//! the guest's event channel (`--on-trigger`) and a xenstore watch on the guest's vmark tree
-//! (marks withdrawn or back, the domain gone). Mappings are made once per mark and reused
-//! for every sample; they are dropped when the mark is withdrawn and remade when it returns.
+//! `watch` runs one tokio task that waits on several sources at once: the `--every` timer,
+//! the guest's event channel (`--on-trigger`), a xenstore watch on the guest's vmark tree
+//! and one on `@releaseDomain`, and the termination signals. Mappings are made once per
+//! mark and reused for every sample; they are dropped when the mark is withdrawn and remade
+//! when it returns. What keeps it bounded against a hostile guest:
+//!
+//! - xenstore events only mark the tree dirty; a refresh runs at most once per
+//!   [`limits::WATCH_REFRESH_MIN_INTERVAL_MS`], after [`limits::WATCH_REFRESH_DEBOUNCE_MS`],
+//!   on a blocking thread (off the sampling path), and does work only for what changed
+//!   ([`Refresher`]);
+//! - sampling rounds are rate limited ([`RateLimiter`]); wake-ups over the limit are folded
+//!   into a later round and counted;
+//! - the helper reloaded (another port, generation back to the start, or our channel no
+//!   longer connected) is bound again, the old port and page released ([`binding_after`]);
+//! - a lost xenstore watch is re-established with backoff ([`StoreWatch`]);
+//! - `--pause` reads hold a [`PauseGuard`]; termination signals are handled from the start,
+//!   so the guest is always left running;
+//! - the recording caps its size and survives a full disk ([`Recorder`]).
 
-use crate::guest::{self, GuestError, GuestMarks, OpenMark, Store};
-use crate::sample::{self, Cause, Recorder, RunStats, SampleMeta};
+use crate::frames::FrameMapper;
+use crate::guest::{
+    self, GuestError, GuestMarks, MarkSpec, MarkUpdate, OpenMark, Refresher, Store,
+};
+use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
+use crate::watch::{
+    apply_refresh, binding_after, resolve_fields, BackendError, Binding, Bound, EndReason,
+    PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch, Subscribe, Watched,
+};
 use crate::xen::{
     self, ControlPage, DomainMapper, EventChannel, ForeignMemory, XenControl, XenStore,
 };
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
+use vmark_proto::limits;
+use vmark_proto::text::escape;
 
 /// Errors of the live commands.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +55,21 @@ pub enum LiveError {
     /// A field that cannot be read.
     #[error(transparent)]
     Decode(#[from] crate::decode::DecodeError),
+    /// Pausing or unpausing the domain failed.
+    #[error("--pause: {0}")]
+    Pause(BackendError),
     /// Something the user asked for that does not fit.
     #[error("{0}")]
     Usage(String),
+}
+
+impl Pauser for XenControl {
+    fn pause(&self, domid: u32) -> Result<(), BackendError> {
+        XenControl::pause(self, domid).map_err(Into::into)
+    }
+    fn unpause(&self, domid: u32) -> Result<(), BackendError> {
+        XenControl::unpause(self, domid).map_err(Into::into)
+    }
 }
 
 /// A guest opened for reading.
@@ -79,27 +115,21 @@ pub enum Format {
     Csv,
 }
 
-/// `vmark list [DOMAIN]`.
+/// `vmark list [DOMAIN]`: one domain's bad entries are a row with its error; the other
+/// domains are listed.
 pub fn list(spec: Option<&str>, json: bool, out: &mut dyn Write) -> Result<(), LiveError> {
     let store = XenStore::open()?;
     let fm = ForeignMemory::open()?;
-    let domains = match spec {
+    let domains: Vec<(u32, String)> = match spec {
         Some(s) => vec![xen::resolve_domain(&store, s)?],
         None => xen::domains(&store)?,
-    };
-    let mut rows = Vec::new();
-    for d in domains {
-        let mapper = DomainMapper::new(fm.clone(), d.id);
-        let marks = match guest::open_all(&store, &mapper, d.id) {
-            Ok(m) => m,
-            Err(GuestError::NotPublished(_)) if spec.is_none() => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let mut origin = serde_json::Map::new();
-        origin.insert("domain".into(), d.name.clone().into());
-        origin.insert("domid".into(), d.id.into());
-        rows.extend(guest::list_rows(&origin, &marks));
     }
+    .into_iter()
+    .map(|d| (d.id, d.name))
+    .collect();
+    let mapper_for =
+        |id: u32| -> Box<dyn FrameMapper> { Box::new(DomainMapper::new(fm.clone(), id)) };
+    let rows = guest::list_domains(&store, &mapper_for, &domains, spec.is_some());
     guest::write_list(
         rows,
         json,
@@ -109,29 +139,23 @@ pub fn list(spec: Option<&str>, json: bool, out: &mut dyn Write) -> Result<(), L
     Ok(())
 }
 
-/// Samples one mark now.
+/// Samples one mark now (pausing the domain around the copy when `pause` is given).
 fn take(
     m: &OpenMark,
     buf: &mut Vec<u8>,
     retries: u32,
     cause: Cause,
     last_triggers: &mut BTreeMap<String, u64>,
-    ctl: Option<(&XenControl, u32)>,
+    pause: Option<(&dyn Pauser, u32)>,
 ) -> Result<SampleMeta, LiveError> {
-    let paused_at = match ctl {
-        Some((x, domid)) => {
-            x.pause(domid)?;
-            Some(Instant::now())
-        }
+    let guard = match pause {
+        Some((p, domid)) => Some(PauseGuard::pause(p, domid).map_err(LiveError::Pause)?),
         None => None,
     };
     let info = m.mapped.read(buf, retries);
-    let paused_ns = match (ctl, paused_at) {
-        (Some((x, domid)), Some(t)) => {
-            x.unpause(domid)?;
-            Some(t.elapsed().as_nanos() as u64)
-        }
-        _ => None,
+    let paused_ns = match guard {
+        Some(g) => Some(g.resume().map_err(LiveError::Pause)?),
+        None => None,
     };
     let key = format!("{}/{}", m.module, m.mark.name);
     let prev = last_triggers.insert(key.clone(), info.triggers);
@@ -184,7 +208,7 @@ pub fn read(
         Err(e) => {
             // Say why when the mark exists but is unusable.
             if let Some((item, err)) = marks.errors.iter().find(|(k, _)| k.contains(mark)) {
-                return Err(LiveError::Usage(format!("{item}: {err}")));
+                return Err(LiveError::Usage(format!("{}: {err}", escape(item))));
             }
             return Err(e.into());
         }
@@ -201,7 +225,7 @@ pub fn read(
         retries,
         Cause::Read,
         &mut BTreeMap::new(),
-        ctl.as_ref().map(|c| (c, g.domain.id)),
+        ctl.as_ref().map(|c| (c as &dyn Pauser, g.domain.id)),
     )?;
     if json {
         writeln!(out, "{}", meta.to_json_line(&m.plan.to_json(&buf)))?;
@@ -210,9 +234,9 @@ pub fn read(
         writeln!(
             out,
             "-- {}/{} in {} ({}), {}{}",
-            m.module,
-            m.mark.name,
-            g.domain.name,
+            escape(&m.module),
+            escape(&m.mark.name),
+            escape(&g.domain.name),
             g.domain.id,
             if meta.consistent {
                 "consistent"
@@ -245,6 +269,8 @@ pub struct WatchOptions {
     pub fields: Vec<String>,
     /// Recording file.
     pub record: Option<PathBuf>,
+    /// Largest recording, bytes.
+    pub record_limit: u64,
     /// Stop after this many samples.
     pub count: Option<u64>,
     /// Stop after this long.
@@ -255,16 +281,33 @@ pub struct WatchOptions {
     pub pause: bool,
     /// Print nothing per sample (the recording and summary still happen).
     pub quiet: bool,
+    /// Sampling rounds per second at most.
+    pub max_rate: u32,
 }
 
-/// State of one watched mark.
-struct Watched {
-    open: Option<OpenMark>,
-    fields: Vec<crate::decode::FieldPath>,
+/// How a watch went.
+#[derive(Debug)]
+pub struct WatchOutcome {
+    /// Its counters.
+    pub stats: RunStats,
+    /// Why it ended.
+    pub end: EndReason,
+    /// The recording stopped on a write error (the file ends on its last complete line).
+    pub recording_failed: bool,
+}
+
+impl WatchOutcome {
+    /// The exit status (see [`EndReason::exit_code`]; 3 when the recording failed).
+    pub fn exit_code(&self) -> u8 {
+        match self.end.exit_code() {
+            0 if self.recording_failed => 3,
+            c => c,
+        }
+    }
 }
 
 /// `vmark watch`.
-pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats, LiveError> {
+pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, LiveError> {
     if opts.every.is_none() && !opts.on_trigger {
         return Err(LiveError::Usage(
             "give --every PERIOD, --on-trigger, or both".into(),
@@ -283,79 +326,330 @@ pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats, LiveE
     result
 }
 
-fn open_watched(marks: &GuestMarks, name: &str, fields: &[String]) -> Result<Watched, LiveError> {
-    let m = marks.find(name)?.clone();
-    let fields = fields
-        .iter()
-        .map(|f| crate::decode::FieldPath::resolve(&m.manifest.types, m.mark.ty, f))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Watched {
-        open: Some(m),
-        fields,
-    })
+/// The bound event channel and mapped control page of one helper instance. Dropping it
+/// unbinds the port and unmaps the page.
+struct Triggers {
+    channel: AsyncFd<EventChannel>,
+    control: Option<ControlPage>,
+    bound: Bound,
 }
 
-async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats, LiveError> {
-    use xenstore_rs::AsyncWatch;
-    let g = LiveGuest::open(&opts.domain)?;
-    let domid = g.domain.id;
-    let mut stats = RunStats::default();
-    let mut recorder = match &opts.record {
-        Some(p) => Some(Recorder::open(p)?),
-        None => None,
-    };
-    let ctl = if opts.pause {
-        Some(XenControl::open()?)
-    } else {
-        None
-    };
-    let marks = g.marks()?;
-    let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
-    for name in &opts.marks {
-        watched.insert(name.clone(), open_watched(&marks, name, &opts.fields)?);
-    }
-    // Event channel and control page (only with --on-trigger).
-    let info = guest::helper_info(g.store(), domid)?;
-    let mut channel = None;
-    let mut control = None;
-    if opts.on_trigger {
-        let port = info
-            .event_channel
-            .ok_or_else(|| LiveError::Usage("the guest offers no event channel".into()))?;
-        let bound = EventChannel::bind(domid, port)?;
-        // SAFETY: the fd is the event channel handle's own descriptor, open until the
-        // EventChannel (owned by the AsyncFd) is dropped, and always the same one.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(bound, tokio::io::Interest::READABLE) };
-        channel = Some(registered.map_err(|e| LiveError::Io(e.into()))?);
-        if let Some(gref) = info.control_gref {
+fn bind_triggers(domid: u32, bound: Bound) -> Result<Triggers, LiveError> {
+    let ch = EventChannel::bind(domid, bound.port)?;
+    // SAFETY: the fd is the event channel handle's own descriptor, open until the
+    // EventChannel (owned by the AsyncFd) is dropped, and always the same one.
+    let channel = unsafe { AsyncFd::register_with_interest(ch, tokio::io::Interest::READABLE) }
+        .map_err(|e| LiveError::Io(e.into()))?;
+    let control = match bound.gref {
+        Some(gref) => {
             let page = ControlPage::map(domid, gref)?;
             // A previous host may have left a notification unacknowledged.
             page.clear_pending();
-            control = Some(page);
+            Some(page)
+        }
+        None => None,
+    };
+    Ok(Triggers {
+        channel,
+        control,
+        bound,
+    })
+}
+
+/// A xenstore watch stream with the connection it came from.
+struct XsWatch {
+    stream: std::pin::Pin<Box<dyn futures_core::Stream<Item = Box<str>>>>,
+    _xs: xenstore_rs::tokio::XsTokio,
+}
+
+impl futures_core::Stream for XsWatch {
+    type Item = Box<str>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Box<str>>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+/// Subscribes to `path` on a new xenstore connection (a lost watch often means a lost
+/// connection).
+fn subscriber(path: String) -> Subscribe<XsWatch> {
+    Box::new(move || {
+        let path = path.clone();
+        Box::pin(async move {
+            use xenstore_rs::AsyncWatch;
+            let xs = xenstore_rs::tokio::XsTokio::new().await?;
+            let stream = xs.watch(&path).await?;
+            Ok(XsWatch {
+                stream: Box::pin(stream),
+                _xs: xs,
+            })
+        })
+    })
+}
+
+async fn store_watch(path: &str) -> Result<StoreWatch<XsWatch>, LiveError> {
+    let mut subscribe = subscriber(path.to_string());
+    let first = subscribe()
+        .await
+        .map_err(|e| LiveError::Usage(format!("xenstore watch {path}: {e}")))?;
+    Ok(StoreWatch::new(
+        first,
+        subscribe,
+        Resubscribe::new(
+            Duration::from_millis(limits::WATCH_RESUBSCRIBE_BACKOFF_MS),
+            limits::WATCH_RESUBSCRIBE_ATTEMPTS,
+        ),
+    ))
+}
+
+/// The state of a running watch that sampling and refreshes share.
+struct Session<'a> {
+    opts: &'a WatchOptions,
+    out: &'a mut dyn Write,
+    domid: u32,
+    watched: BTreeMap<String, Watched>,
+    last_triggers: BTreeMap<String, u64>,
+    stats: RunStats,
+    recorder: Option<Recorder>,
+    recording_failed: bool,
+    taken: u64,
+    buf: Vec<u8>,
+    xc: XenControl,
+    clock: Option<ClockOffset>,
+}
+
+/// A round could not complete because the domain is gone.
+struct Gone;
+
+impl Session<'_> {
+    /// Appends a line to the recording; says once on stderr when the recording stops.
+    fn record(&mut self, line: &str) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        if let Appended::Stopped = r.append(line) {
+            if let Some(why) = r.stopped() {
+                self.recording_failed |= matches!(why, sample::RecordingStopped::Failed { .. });
+                eprintln!(
+                    "vmark: recording {} stopped: {why}; the watch goes on without recording",
+                    r.path().display()
+                );
+            }
         }
     }
-    let clock = match (&channel, &control) {
-        (Some(ch), Some(page)) => calibrate(ch, page).await?,
-        _ => None,
+
+    /// An event line (not a sample): recorded and shown.
+    fn note(&mut self, kind: &str, mark: &str, detail: &str) -> Result<(), LiveError> {
+        let line = sample::event_line(kind, mark, detail);
+        self.record(&line);
+        if self.opts.format == Format::Json {
+            writeln!(self.out, "{line}")?;
+        } else {
+            writeln!(self.out, "** {}: {kind}: {}", escape(mark), escape(detail))?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// Samples every open mark once.
+    fn round(
+        &mut self,
+        cause: Cause,
+        woke: Option<Instant>,
+        control: Option<&ControlPage>,
+    ) -> Result<Result<(), Gone>, LiveError> {
+        let several = self.watched.len() > 1;
+        let keys: Vec<String> = self.watched.keys().cloned().collect();
+        for k in keys {
+            if self.opts.count.is_some_and(|c| self.taken >= c) {
+                break;
+            }
+            let Some(m) = self.watched.get(&k).and_then(|w| w.open.as_ref()) else {
+                continue;
+            };
+            if cause == Cause::Trigger && !m.mark.flags.can_trigger() && several {
+                continue;
+            }
+            let pause = self
+                .opts
+                .pause
+                .then_some((&self.xc as &dyn Pauser, self.domid));
+            let mut meta = match take(
+                m,
+                &mut self.buf,
+                self.opts.retries,
+                cause,
+                &mut self.last_triggers,
+                pause,
+            ) {
+                Ok(meta) => meta,
+                Err(LiveError::Pause(_)) if !self.xc.domain_alive(self.domid) => {
+                    return Ok(Err(Gone))
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(at) = woke {
+                // Trigger to sample on the host's clock when the clocks are calibrated;
+                // otherwise only the host's part (wake-up to sample).
+                let l = match (&self.clock, control) {
+                    (Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
+                    _ => None,
+                }
+                .unwrap_or_else(|| at.elapsed().as_nanos() as u64);
+                meta.latency_ns = Some(l);
+                self.stats.latency.record(l);
+                self.stats.trigger_samples += 1;
+            } else {
+                self.stats.timer_samples += 1;
+            }
+            if m.mark.flags.can_trigger() {
+                self.stats.folded_triggers += meta.folded;
+            }
+            if !meta.consistent {
+                self.stats.torn += 1;
+            }
+            self.emit(&k, &meta)?;
+            self.taken += 1;
+        }
+        Ok(Ok(()))
+    }
+
+    fn emit(&mut self, key: &str, meta: &SampleMeta) -> Result<(), LiveError> {
+        let Some(w) = self.watched.get(key) else {
+            return Ok(());
+        };
+        let Some(m) = &w.open else { return Ok(()) };
+        let line = meta.to_json_line(&m.plan.to_json(&self.buf));
+        let text = if self.opts.quiet {
+            None
+        } else {
+            Some(match self.opts.format {
+                Format::Json => line.clone(),
+                Format::Csv => sample::csv_row(meta, &w.fields, &self.buf),
+                Format::Pretty if !w.fields.is_empty() => {
+                    let cols: Vec<String> = w
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{}={}",
+                                escape(&f.path),
+                                sample::leaf_text(f.read(&self.buf))
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "{} {:<7} {} triggers={} (+{}) {}",
+                        sample::clock_text(meta.t_ns),
+                        format!("{:?}", meta.cause).to_lowercase(),
+                        escape(&meta.mark),
+                        meta.triggers,
+                        meta.folded,
+                        cols.join(" ")
+                    )
+                }
+                Format::Pretty => format!(
+                    "── {} {} {} triggers={} (+{}){}\n{}",
+                    sample::clock_text(meta.t_ns),
+                    format!("{:?}", meta.cause).to_lowercase(),
+                    escape(&meta.mark),
+                    meta.triggers,
+                    meta.folded,
+                    if meta.consistent { "" } else { " TORN" },
+                    m.plan.to_pretty(&self.buf).trim_end_matches('\n')
+                ),
+            })
+        };
+        self.record(&line);
+        if let Some(t) = text {
+            writeln!(self.out, "{t}")?;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, LiveError> {
+    Ok(tokio::signal::unix::signal(kind)?)
+}
+
+async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, LiveError> {
+    use tokio::signal::unix::SignalKind;
+    // Signals first: from here on none ends the process at an arbitrary point (between a
+    // pause and its unpause, or in the middle of a recording line).
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let g = LiveGuest::open(&opts.domain)?;
+    let domid = g.domain.id;
+    let xc = XenControl::open()?;
+    let recorder = match &opts.record {
+        Some(p) => Some(Recorder::open_capped(p, opts.record_limit)?),
+        None => None,
     };
-    if let Some(c) = &clock {
-        stats.clock_rtt_ns = Some(c.rtt_ns);
+    let specs: Vec<MarkSpec> = opts.marks.iter().map(|m| MarkSpec::parse(m)).collect();
+    let mapper: Arc<dyn FrameMapper> = Arc::new(g.mapper.clone());
+    let mut refresher = Refresher::new(Box::new(XenStore::open()?), mapper, domid, specs);
+    let first = refresher.refresh();
+    let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
+    for (spec, update) in first.marks {
+        let m = match update {
+            MarkUpdate::Opened(m) => *m,
+            MarkUpdate::Gone(e) => return Err(e.into()),
+            MarkUpdate::Unchanged => return Err(GuestError::NoSuchMark(spec).into()),
+        };
+        let fields = resolve_fields(&m, &opts.fields)?;
+        watched.insert(
+            spec,
+            Watched {
+                open: Some(m),
+                fields,
+            },
+        );
     }
-    if let Some(page) = &control {
-        page.clear_pending();
+    let mut s = Session {
+        opts,
+        out,
+        domid,
+        watched,
+        last_triggers: BTreeMap::new(),
+        stats: RunStats {
+            max_rate: opts.max_rate,
+            ..RunStats::default()
+        },
+        recorder,
+        recording_failed: false,
+        taken: 0,
+        buf: Vec::new(),
+        xc,
+        clock: None,
+    };
+    // Event channel and control page (only with --on-trigger).
+    let mut triggers: Option<Triggers> = None;
+    if opts.on_trigger {
+        let info = first.helper?;
+        let port = info
+            .event_channel
+            .ok_or_else(|| LiveError::Usage("the guest offers no event channel".into()))?;
+        let t = bind_triggers(
+            domid,
+            Bound {
+                port,
+                gref: info.control_gref,
+                generation: info.generation,
+            },
+        )?;
+        if let Some(page) = &t.control {
+            s.clock = calibrate(&t.channel, page).await?;
+            page.clear_pending();
+        }
+        triggers = Some(t);
     }
-    let xs = xenstore_rs::tokio::XsTokio::new()
-        .await
-        .map_err(|e| LiveError::Usage(format!("xenstore: {e}")))?;
-    let mut changes = xs
-        .watch(&guest::root(domid))
-        .await
-        .map_err(|e| LiveError::Usage(format!("xenstore watch: {e}")))?;
-    let mut released = xs
-        .watch("@releaseDomain")
-        .await
-        .map_err(|e| LiveError::Usage(format!("xenstore watch: {e}")))?;
+    s.stats.clock_rtt_ns = s.clock.map(|c| c.rtt_ns);
+    let mut changes = store_watch(&guest::root(domid)).await?;
+    let mut released = store_watch("@releaseDomain").await?;
     let mut timer = opts.every.map(|p| {
         let mut t = tokio::time::interval(p);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -364,236 +658,236 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<RunStats
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     // Trigger counters from now on: taken after the pending flag was cleared, so every
     // trigger that raises a notification from here on is counted once.
-    let mut last_triggers = BTreeMap::new();
-    for w in watched.values() {
+    for w in s.watched.values() {
         if let Some(m) = &w.open {
-            baseline(m, opts.retries, &mut last_triggers);
+            baseline(m, opts.retries, &mut s.last_triggers);
         }
     }
-    let mut buf = Vec::new();
-    let mut taken = 0u64;
     if opts.format == Format::Csv {
-        let fields = watched
+        let fields = s
+            .watched
             .values()
             .next()
             .map(|w| w.fields.clone())
             .unwrap_or_default();
-        writeln!(out, "{}", sample::csv_header(&fields))?;
+        writeln!(s.out, "{}", sample::csv_header(&fields))?;
     }
-    let emit = |meta: &SampleMeta,
-                w: &Watched,
-                buf: &[u8],
-                out: &mut dyn Write,
-                rec: &mut Option<Recorder>|
-     -> Result<(), LiveError> {
-        let Some(m) = &w.open else { return Ok(()) };
-        let json = m.plan.to_json(buf);
-        let line = meta.to_json_line(&json);
-        if let Some(r) = rec.as_mut() {
-            r.append(&line)?;
+    eprintln!(
+        "vmark: watching {} mark(s) of {} (domain {domid}){}{}",
+        s.watched.len(),
+        escape(&g.domain.name),
+        if opts.on_trigger { ", on triggers" } else { "" },
+        opts.every
+            .map_or(String::new(), |p| format!(", every {p:?}"))
+    );
+    let mut limiter = RateLimiter::new(opts.max_rate, Instant::now());
+    // A round the rate limit postponed: when it is due and why.
+    let mut deferred: Option<(tokio::time::Instant, Cause, Option<Instant>)> = None;
+    let mut dirty_since: Option<tokio::time::Instant> = None;
+    let mut last_refresh = tokio::time::Instant::now();
+    let mut refreshing: Option<tokio::task::JoinHandle<(Refresher, guest::Refresh)>> = None;
+    let mut idle_refresher = Some(refresher);
+    let debounce = Duration::from_millis(limits::WATCH_REFRESH_DEBOUNCE_MS);
+    let min_interval = Duration::from_millis(limits::WATCH_REFRESH_MIN_INTERVAL_MS);
+    enum Wake {
+        Round(Cause, Option<Instant>),
+        Changed,
+        Released,
+        RefreshDue,
+        Refreshed(Box<(Refresher, guest::Refresh)>),
+        End(EndReason),
+    }
+    let end = loop {
+        if opts.count.is_some_and(|c| s.taken >= c) {
+            break EndReason::Count;
         }
-        if !opts.quiet {
-            match opts.format {
-                Format::Json => writeln!(out, "{line}")?,
-                Format::Csv => writeln!(out, "{}", sample::csv_row(meta, &w.fields, buf))?,
-                Format::Pretty if !w.fields.is_empty() => {
-                    let cols: Vec<String> = w
-                        .fields
-                        .iter()
-                        .map(|f| format!("{}={}", f.path, sample::leaf_text(f.read(buf))))
-                        .collect();
-                    writeln!(
-                        out,
-                        "{} {:<7} {} triggers={} (+{}) {}",
-                        sample::clock_text(meta.t_ns),
-                        format!("{:?}", meta.cause).to_lowercase(),
-                        meta.mark,
-                        meta.triggers,
-                        meta.folded,
-                        cols.join(" ")
-                    )?
-                }
-                Format::Pretty => {
-                    writeln!(
-                        out,
-                        "── {} {} {} triggers={} (+{}){}",
-                        sample::clock_text(meta.t_ns),
-                        format!("{:?}", meta.cause).to_lowercase(),
-                        meta.mark,
-                        meta.triggers,
-                        meta.folded,
-                        if meta.consistent { "" } else { " TORN" }
-                    )?;
-                    write!(out, "{}", m.plan.to_pretty(buf))?
-                }
-            }
-            out.flush()?;
-        }
-        Ok(())
-    };
-    let note = |kind: &str,
-                mark: &str,
-                detail: &str,
-                out: &mut dyn Write,
-                rec: &mut Option<Recorder>|
-     -> Result<(), LiveError> {
-        let line = sample::event_line(kind, mark, detail);
-        if let Some(r) = rec.as_mut() {
-            r.append(&line)?;
-        }
-        if opts.format == Format::Json {
-            writeln!(out, "{line}")?;
-        } else {
-            writeln!(out, "** {mark}: {kind}: {detail}")?;
-        }
-        out.flush()?;
-        Ok(())
-    };
-    loop {
-        if opts.count.is_some_and(|c| taken >= c) {
-            break;
-        }
-        enum Wake {
-            Tick,
-            Trigger(Instant),
-            Changed,
-            Released,
-            Done,
-        }
+        let refresh_at = match (dirty_since, &refreshing) {
+            (Some(d), None) => Some((d + debounce).max(last_refresh + min_interval)),
+            _ => None,
+        };
         let wake = tokio::select! {
-            _ = async { timer.as_mut().unwrap().tick().await }, if timer.is_some() => Wake::Tick,
-            r = async { channel.as_ref().unwrap().readable().await }, if channel.is_some() => {
+            _ = async { timer.as_mut().unwrap().tick().await }, if timer.is_some() => Wake::Round(Cause::Timer, None),
+            r = async { triggers.as_ref().unwrap().channel.readable().await }, if triggers.is_some() => {
                 let mut guard = r?;
                 let at = Instant::now();
                 let ours = guard.get_inner().take_pending();
                 guard.clear_ready();
-                match ours { Ok(true) => Wake::Trigger(at), Ok(false) => continue, Err(e) => return Err(e.into()) }
-            }
-            c = futures_next(&mut changes) => { if c.is_none() { Wake::Released } else { Wake::Changed } }
-            _ = futures_next(&mut released) => Wake::Released,
-            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => Wake::Done,
-            _ = tokio::signal::ctrl_c() => Wake::Done,
-        };
-        match wake {
-            Wake::Done => break,
-            Wake::Tick | Wake::Trigger(_) => {
-                let (cause, woke) = match wake {
-                    Wake::Trigger(at) => {
+                match ours {
+                    Ok(true) => {
                         // Acknowledge before sampling: triggers from here on raise a new
                         // notification, so none is lost between this sample and the next.
                         // A notification without the pending flag is no trigger: a late
                         // answer to a calibration ping, or one a previous host left.
-                        if let Some(c) = &control {
-                            if !c.clear_pending() {
-                                continue;
-                            }
+                        let t = triggers.as_ref().unwrap();
+                        if t.control.as_ref().is_some_and(|c| !c.clear_pending()) {
+                            continue;
                         }
-                        stats.notifications += 1;
-                        (Cause::Trigger, Some(at))
+                        s.stats.notifications += 1;
+                        Wake::Round(Cause::Trigger, Some(at))
                     }
-                    _ => (Cause::Timer, None),
-                };
-                for w in watched.values() {
-                    let Some(m) = &w.open else { continue };
-                    if cause == Cause::Trigger && !m.mark.flags.can_trigger() && watched.len() > 1 {
-                        continue;
-                    }
-                    let mut meta = take(
-                        m,
-                        &mut buf,
-                        opts.retries,
-                        cause,
-                        &mut last_triggers,
-                        ctl.as_ref().map(|c| (c, domid)),
-                    )?;
-                    if let Some(at) = woke {
-                        // Trigger to sample on the host's clock when the clocks are
-                        // calibrated; otherwise only the host's part (wake-up to sample).
-                        let l = match (&clock, &control) {
-                            (Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
-                            _ => None,
-                        }
-                        .unwrap_or_else(|| at.elapsed().as_nanos() as u64);
-                        meta.latency_ns = Some(l);
-                        stats.latencies.push(l);
-                        stats.trigger_samples += 1;
-                    } else {
-                        stats.timer_samples += 1;
-                    }
-                    if m.mark.flags.can_trigger() {
-                        stats.folded_triggers += meta.folded;
-                    }
-                    if !meta.consistent {
-                        stats.torn += 1;
-                    }
-                    emit(&meta, w, &buf, out, &mut recorder)?;
-                    taken += 1;
+                    Ok(false) => continue,
+                    Err(e) => return Err(e.into()),
                 }
             }
-            Wake::Changed | Wake::Released => {
-                // Re-read what the guest publishes; drop mappings of withdrawn marks and
-                // remake those that came back.
-                let alive = xen::domains(g.store())?.iter().any(|d| d.id == domid);
-                if !alive {
-                    note(
-                        "domain-gone",
-                        &g.domain.name,
-                        "the domain no longer exists",
-                        out,
-                        &mut recorder,
-                    )?;
-                    break;
+            _ = async { tokio::time::sleep_until(deferred.unwrap().0).await }, if deferred.is_some() => {
+                let (_, cause, at) = deferred.take().unwrap();
+                Wake::Round(cause, at)
+            }
+            e = changes.next() => match e {
+                StoreEvent::Changed => Wake::Changed,
+                StoreEvent::GaveUp(why) => Wake::End(EndReason::StoreLost(why)),
+            },
+            e = released.next() => match e {
+                StoreEvent::Changed => Wake::Released,
+                StoreEvent::GaveUp(why) => Wake::End(EndReason::StoreLost(why)),
+            },
+            _ = async { tokio::time::sleep_until(refresh_at.unwrap()).await }, if refresh_at.is_some() => Wake::RefreshDue,
+            r = async { refreshing.as_mut().unwrap().await }, if refreshing.is_some() => {
+                refreshing = None;
+                match r {
+                    Ok(done) => Wake::Refreshed(Box::new(done)),
+                    Err(e) => return Err(LiveError::Usage(format!("refreshing the published marks: {e}"))),
                 }
-                let now = g.marks().unwrap_or_default();
-                for (name, w) in watched.iter_mut() {
-                    match (&w.open, now.find(name)) {
-                        (Some(_), Err(_)) => {
-                            w.open = None;
-                            note(
-                                "withdrawn",
-                                name,
-                                "the mark is no longer published (module unloaded?)",
-                                out,
-                                &mut recorder,
-                            )?;
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => Wake::End(EndReason::Duration),
+            _ = sigint.recv() => Wake::End(EndReason::Signal("SIGINT")),
+            _ = sigterm.recv() => Wake::End(EndReason::Signal("SIGTERM")),
+            _ = sighup.recv() => Wake::End(EndReason::Signal("SIGHUP")),
+        };
+        match wake {
+            Wake::End(reason) => break reason,
+            Wake::Round(cause, woke) => {
+                if let Err(next) = limiter.try_take(Instant::now()) {
+                    // Over the rate: one round later folds this wake-up's triggers in.
+                    s.stats.rate_limited += 1;
+                    let due = tokio::time::Instant::now()
+                        + next.saturating_duration_since(Instant::now());
+                    deferred = Some(match deferred {
+                        // A postponed trigger round stays a trigger round.
+                        Some((d, Cause::Trigger, at)) => (d, Cause::Trigger, at),
+                        _ => (due, cause, woke),
+                    });
+                    continue;
+                }
+                let control = triggers.as_ref().and_then(|t| t.control.as_ref());
+                if s.round(cause, woke, control)?.is_err() {
+                    break domain_gone(&mut s, &g.domain)?;
+                }
+            }
+            Wake::Changed => {
+                s.stats.store_events += 1;
+                dirty_since.get_or_insert_with(tokio::time::Instant::now);
+            }
+            Wake::Released => {
+                s.stats.store_events += 1;
+                if !s.xc.domain_alive(domid) {
+                    break domain_gone(&mut s, &g.domain)?;
+                }
+            }
+            Wake::RefreshDue => {
+                dirty_since = None;
+                last_refresh = tokio::time::Instant::now();
+                if let Some(mut r) = idle_refresher.take() {
+                    refreshing = Some(tokio::task::spawn_blocking(move || {
+                        let done = r.refresh();
+                        (r, done)
+                    }));
+                }
+            }
+            Wake::Refreshed(done) => {
+                let (r, refresh) = *done;
+                idle_refresher = Some(r);
+                s.stats.refreshes += 1;
+                if refresh.same_generation {
+                    continue;
+                }
+                if !s.xc.domain_alive(domid) {
+                    break domain_gone(&mut s, &g.domain)?;
+                }
+                if opts.on_trigger {
+                    let connected = triggers.as_ref().is_some_and(|t| {
+                        s.xc.evtchn_connected(t.channel.get_ref().local_port(), domid, t.bound.port)
+                    });
+                    match binding_after(
+                        triggers.as_ref().map(|t| t.bound),
+                        &refresh.helper,
+                        connected,
+                    ) {
+                        Binding::Keep => {}
+                        Binding::Release => {
+                            triggers = None;
+                            s.note("helper-gone", &g.domain.name, "the helper module is gone; event channel and control page released")?;
                         }
-                        (None, Ok(m)) => {
-                            if let Ok(fresh) = open_watched(&now, name, &opts.fields) {
-                                *w = fresh;
-                                // A reloaded module's counter restarts from 0: count all
-                                // of its triggers (folded_since); a republished one
-                                // continues from the last value seen.
-                                last_triggers
-                                    .entry(format!("{}/{}", m.module, m.mark.name))
-                                    .or_insert(0);
-                                note(
-                                    "back",
-                                    name,
-                                    "the mark is published again",
-                                    out,
-                                    &mut recorder,
-                                )?;
+                        Binding::Bind(b) => {
+                            // The old port and page are released before binding the new.
+                            triggers = None;
+                            match bind_triggers(domid, b) {
+                                Ok(t) => {
+                                    triggers = Some(t);
+                                    s.stats.rebinds += 1;
+                                    s.note(
+                                        "rebound",
+                                        &g.domain.name,
+                                        &format!(
+                                            "bound to the helper's event channel {} again",
+                                            b.port
+                                        ),
+                                    )?;
+                                }
+                                Err(e) => s.note(
+                                    "unbound",
+                                    &g.domain.name,
+                                    &format!("cannot bind the helper's event channel: {e}"),
+                                )?,
                             }
                         }
-                        (Some(old), Ok(m)) if old.entry != m.entry => {
-                            if let Ok(fresh) = open_watched(&now, name, &opts.fields) {
-                                *w = fresh;
-                                note(
-                                    "moved",
-                                    name,
-                                    "the mark was republished; remapped",
-                                    out,
-                                    &mut recorder,
-                                )?;
-                            }
-                        }
-                        _ => {}
                     }
+                }
+                let notes =
+                    apply_refresh(&mut s.watched, refresh, &opts.fields, &mut s.last_triggers);
+                for (kind, spec, detail) in notes {
+                    s.note(kind, &spec, &detail)?;
                 }
             }
         }
+    };
+    // Triggers the rate limit postponed are still accounted for.
+    if let (Some((_, cause, at)), EndReason::Count | EndReason::Duration | EndReason::Signal(_)) =
+        (deferred.take(), &end)
+    {
+        let control = triggers.as_ref().and_then(|t| t.control.as_ref());
+        let _ = s.round(cause, at, control)?;
     }
-    Ok(stats)
+    if let EndReason::StoreLost(why) = &end {
+        s.note("store-lost", &g.domain.name, why)?;
+    }
+    s.stats.resubscribed = changes.resubscribed + released.resubscribed;
+    if let Some(r) = &s.recorder {
+        s.stats.recording = Some(match r.stopped() {
+            Some(why) => format!(
+                "{} stopped early: {why}; {} lines not recorded",
+                r.path().display(),
+                r.not_recorded()
+            ),
+            None => format!(
+                "{}: {} lines, {} bytes",
+                r.path().display(),
+                r.lines,
+                r.bytes()
+            ),
+        });
+    }
+    Ok(WatchOutcome {
+        stats: s.stats,
+        end,
+        recording_failed: s.recording_failed,
+    })
+}
+
+/// Says the domain is gone (the recording's last line) and ends the watch.
+fn domain_gone(s: &mut Session<'_>, d: &xen::Domain) -> Result<EndReason, LiveError> {
+    s.note("domain-gone", &d.name, "the domain no longer exists")?;
+    Ok(EndReason::DomainGone)
 }
 
 /// The guest's clock as seen from the host's, from the best of several ping rounds.
@@ -652,14 +946,4 @@ async fn calibrate(
         }
     }
     Ok(best)
-}
-
-/// Next item of a stream, without pulling in a futures dependency for one call.
-async fn futures_next<S: futures_core_stream::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
-}
-
-/// Re-export so the stream trait bound above has a short name.
-mod futures_core_stream {
-    pub use futures_core::Stream;
 }

@@ -63,6 +63,21 @@ enum Command {
         pause: bool,
     },
     /// Sample marks on a timer and/or on guest triggers.
+    ///
+    /// Prints "vmark: watching N mark(s) of DOMAIN ..." on stderr once it is listening
+    /// (scripts can start the traffic then), and a summary when it ends.
+    ///
+    /// Faults: a mark withdrawn or republished is reported and remapped; the helper
+    /// module reloaded is bound again (triggers resume); the domain destroyed ends the
+    /// watch (exit 2) after a last `domain-gone` line; SIGINT, SIGTERM or SIGHUP end it
+    /// cleanly (exit 0) and never leave a --pause'd guest paused; a lost xenstore watch is
+    /// re-established with backoff, else the watch ends (exit 4).
+    ///
+    /// Recording: lines stay whole. When the recording reaches --record-limit it ends with
+    /// a `recording-stopped` line; when a write fails (disk full) the file is cut back to
+    /// its last complete line. Either way the watch carries on without recording and says
+    /// so on stderr and in the summary; a failed write makes the exit status 3.
+    #[command(verbatim_doc_comment)]
     Watch {
         /// Domain name or id.
         domain: String,
@@ -84,6 +99,14 @@ enum Command {
         /// Append every sample to this recording (JSON lines).
         #[arg(long)]
         record: Option<std::path::PathBuf>,
+        /// Largest recording (e.g. 100M, 2G); then it stops and the watch carries on.
+        #[arg(long, value_parser = parse_size, default_value = "1G")]
+        record_limit: u64,
+        /// Sampling rounds per second at most; wake-ups over it are folded into the next
+        /// round (their triggers stay counted) and reported in the summary.
+        #[arg(long, default_value_t = vmark_proto::limits::WATCH_DEFAULT_MAX_RATE,
+              value_parser = clap::value_parser!(u32).range(1..=vmark_proto::limits::WATCH_MAX_RATE as i64))]
+        max_rate: u32,
         /// Stop after N samples.
         #[arg(long)]
         count: Option<u64>,
@@ -189,6 +212,8 @@ struct Source {
     /// Force the file format instead of detecting it.
     #[arg(long, value_enum)]
     format: Option<SourceFormat>,
+    #[command(flatten)]
+    files: introspect::KernelFiles,
 }
 
 /// `--source` of list and read.
@@ -200,6 +225,8 @@ struct MarkSource {
     /// Force the file format instead of detecting it.
     #[arg(long, value_enum, requires = "source")]
     format: Option<SourceFormat>,
+    #[command(flatten)]
+    files: introspect::KernelFiles,
 }
 
 /// How read-va and read-pa print bytes (default: hex dump with ASCII).
@@ -227,8 +254,10 @@ impl DumpStyle {
 fn open(
     source: &str,
     format: Option<SourceFormat>,
+    files: &introspect::KernelFiles,
 ) -> Result<introspect::Target, introspect::CliError> {
-    introspect::Target::open(&introspect::SourceSpec::parse(source, format)?)
+    Ok(introspect::Target::open(&introspect::SourceSpec::parse(source, format)?)?
+        .with_files(files.clone()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -236,6 +265,22 @@ enum Format {
     Pretty,
     Json,
     Csv,
+}
+
+/// Parses a size: `4096`, `64K`, `100M`, `2G` (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n >= vmark_proto::limits::RECORDING_EVENT_RESERVE * 2)
+        .ok_or_else(|| format!("{s:?} is not a size like 100M (at least 2K)"))
 }
 
 /// Parses `100ms`, `2s`, `1m`, `500us`.
@@ -266,14 +311,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vmark: {e}");
+        Err(Failed::Status(code)) => ExitCode::from(code),
+        Err(Failed::Error(e)) => {
+            // Messages may quote what a guest published: escaped, so it cannot steer the
+            // terminal.
+            eprintln!("vmark: {}", vmark_proto::text::escape(&e.to_string()));
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+/// How a command failed: an error to print, or a status already explained on stderr.
+enum Failed {
+    Error(Box<dyn std::error::Error>),
+    Status(u8),
+}
+
+impl<E: Into<Box<dyn std::error::Error>>> From<E> for Failed {
+    fn from(e: E) -> Self {
+        Failed::Error(e.into())
+    }
+}
+
+fn run(command: Command) -> Result<(), Failed> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
@@ -302,12 +362,12 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Ps { source, json } => Ok(introspect::ps(
-            &open(&source.source, source.format)?,
+            &open(&source.source, source.format, &source.files)?,
             json,
             &mut out,
         )?),
         Command::Modules { source, json } => Ok(introspect::modules(
-            &open(&source.source, source.format)?,
+            &open(&source.source, source.format, &source.files)?,
             json,
             &mut out,
         )?),
@@ -320,7 +380,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             if names.is_empty() && near.is_empty() {
                 return Err("give symbol names and/or --near ADDR".into());
             }
-            let t = open(&source.source, source.format)?;
+            let t = open(&source.source, source.format, &source.files)?;
             Ok(introspect::sym(&t, &names, &near, json, &mut out)?)
         }
         Command::ReadVa {
@@ -330,7 +390,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             pid,
             dump,
         } => {
-            let t = open(&source.source, source.format)?;
+            let t = open(&source.source, source.format, &source.files)?;
             Ok(introspect::read_va(
                 &t,
                 &addr,
@@ -346,7 +406,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             len,
             dump,
         } => {
-            let t = open(&source.source, source.format)?;
+            let t = open(&source.source, source.format, &source.files)?;
             Ok(introspect::read_pa(&t, &addr, len, dump.style(), &mut out)?)
         }
         Command::List {
@@ -354,11 +414,12 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 MarkSource {
                     dump: Some(path),
                     format,
+                    files,
                 },
             json,
             ..
         } => Ok(introspect::list_marks(
-            &open(&path, format)?,
+            &open(&path, format, &files)?,
             json,
             &mut out,
         )?),
@@ -369,6 +430,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 MarkSource {
                     dump: Some(path),
                     format,
+                    files,
                 },
             path: member_path,
             follow,
@@ -385,7 +447,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             if pause {
                 return Err("--pause is for live reads through xenstore, not --source".into());
             }
-            let t = open(&path, format)?;
+            let t = open(&path, format, &files)?;
             Ok(introspect::read_mark(
                 &t,
                 &domain,
@@ -403,10 +465,7 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[cfg(feature = "xen")]
-fn run_live(
-    command: Command,
-    out: &mut dyn std::io::Write,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed> {
     use vmark_host::live;
     match command {
         Command::List { domain, json, .. } => live::list(domain.as_deref(), json, out)?,
@@ -439,6 +498,8 @@ fn run_live(
             format,
             fields,
             record,
+            record_limit,
+            max_rate,
             count,
             duration,
             retries,
@@ -457,14 +518,24 @@ fn run_live(
                 },
                 fields,
                 record,
+                record_limit,
                 count,
                 duration,
                 retries,
                 pause,
                 quiet,
+                max_rate,
             };
-            let mut stats = live::watch(&opts, out)?;
-            eprintln!("{}", stats.summary());
+            let outcome = live::watch(&opts, out)?;
+            eprintln!("{}", outcome.stats.summary());
+            eprintln!(
+                "watch ended: {}",
+                vmark_proto::text::escape(&outcome.end.to_string())
+            );
+            match outcome.exit_code() {
+                0 => {}
+                c => return Err(Failed::Status(c)),
+            }
         }
         _ => unreachable!("handled in run"),
     }
@@ -472,7 +543,7 @@ fn run_live(
 }
 
 #[cfg(not(feature = "xen"))]
-fn run_live(_: Command, _: &mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>> {
+fn run_live(_: Command, _: &mut dyn std::io::Write) -> Result<(), Failed> {
     Err("this vmark was built without Xen support; rebuild with `cargo build --release -p vmark-host --features xen`".into())
 }
 
@@ -585,6 +656,29 @@ mod tests {
         assert!(parse(&["list", "--source", "d.elf", "--format", "raw"]).is_ok());
         assert!(parse(&["list", "guest", "--source", "d.elf"]).is_err());
         assert!(parse(&["list", "--format", "raw"]).is_err());
+    }
+
+    #[test]
+    fn sizes_and_watch_limits() {
+        assert_eq!(parse_size("64K").unwrap(), 64 << 10);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert!(parse_size("1").is_err());
+        assert!(parse_size("99999999999999G").is_err());
+        match parse(&["watch", "g", "counter", "--every", "1s"]).unwrap() {
+            Command::Watch {
+                record_limit,
+                max_rate,
+                ..
+            } => {
+                assert_eq!(
+                    record_limit,
+                    vmark_proto::limits::RECORDING_DEFAULT_MAX_BYTES
+                );
+                assert_eq!(max_rate, vmark_proto::limits::WATCH_DEFAULT_MAX_RATE);
+            }
+            _ => panic!("not watch"),
+        }
+        assert!(parse(&["watch", "g", "c", "--max-rate", "0"]).is_err());
     }
 
     #[test]

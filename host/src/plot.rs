@@ -138,8 +138,8 @@ mod tests {
                 latency_ns: None,
                 paused_ns: None,
             };
-            r.append(&meta.to_json_line(&format!("{{\"snd_cwnd\":{},\"ok\":true}}", 10 + i)))
-                .unwrap();
+            let line = meta.to_json_line(&format!("{{\"snd_cwnd\":{},\"ok\":true}}", 10 + i));
+            assert!(matches!(r.append(&line), crate::sample::Appended::Written));
         }
         let s = series(&rec, &["snd_cwnd".into(), "ok".into()], Some("last")).unwrap();
         assert_eq!(s[0].len(), 20);

@@ -32,7 +32,7 @@ pub enum PublishError {
         found: usize,
     },
     /// A number that does not parse.
-    #[error("{field}: {value:?} is not a {radix} number")]
+    #[error("{field}: \"{}\" is not a {radix} number", vmark_proto::text::escape(.value))]
     BadNumber {
         /// Which field.
         field: &'static str,
@@ -42,7 +42,7 @@ pub enum PublishError {
         radix: &'static str,
     },
     /// A name with characters or a length the layout does not allow.
-    #[error("bad name {0:?} (1-{MAX_NAME_LEN} characters of [A-Za-z0-9_.:-])")]
+    #[error("bad name \"{}\" (1-{MAX_NAME_LEN} characters of [A-Za-z0-9_.:-])", vmark_proto::text::escape(.0))]
     BadName(String),
     /// A size of zero or over the limit.
     #[error("{what} size {size} outside 1..={limit}")]
@@ -80,6 +80,25 @@ pub enum PublishError {
     /// A record that straddles a page (records are 64-byte aligned).
     #[error("record at {0:#x} straddles a page boundary")]
     RecordStraddles(u64),
+    /// A value longer than any the helper writes
+    /// ([`vmark_proto::limits::XS_MAX_VALUE_LEN`]).
+    #[error("value of {len} bytes (at most {limit} accepted)")]
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More items than the host looks at.
+    #[error("{what}: {found} published, at most {limit} are read")]
+    TooMany {
+        /// What is counted.
+        what: &'static str,
+        /// How many there are.
+        found: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The frames that hold a guest-virtual range: `frames[i]` backs the page that holds

@@ -120,24 +120,153 @@ pub fn event_line(kind: &str, mark: &str, detail: &str) -> String {
     serde_json::json!({"t_ns": now_ns(), "event": kind, "mark": mark, "detail": detail}).to_string()
 }
 
-/// Appends lines to a recording, one `write_all` + flush per line.
-pub struct Recorder {
+/// Where a recording's bytes go: a file, or (in tests) a sink that fills up.
+pub trait RecordSink: Send {
+    /// Appends `buf` (a short write is an error, possibly after part of `buf` landed).
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()>;
+    /// Cuts the sink back to `len` bytes (after a failed append).
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+    /// Current size in bytes.
+    fn size(&mut self) -> std::io::Result<u64>;
+    /// Whether the last byte is a newline (or the sink is empty).
+    fn ends_with_newline(&mut self) -> bool;
+}
+
+struct FileSink {
     file: std::fs::File,
     path: std::path::PathBuf,
+}
+
+impl RecordSink for FileSink {
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(buf)?;
+        self.file.flush()
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn size(&mut self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn ends_with_newline(&mut self) -> bool {
+        ends_with_newline(&self.path)
+    }
+}
+
+/// Why a recording stopped before the watch did.
+#[derive(Debug)]
+pub enum RecordingStopped {
+    /// The next line would have passed the cap (`--record-limit`).
+    Full {
+        /// The cap, bytes.
+        cap: u64,
+    },
+    /// A write failed (disk full, I/O error): the file was cut back to its last complete
+    /// line.
+    Failed {
+        /// The write error.
+        error: std::io::Error,
+        /// Length the file was cut back to.
+        truncated_to: u64,
+        /// Why cutting back failed, if it did (the file may then end on a partial line,
+        /// which readers skip).
+        truncate_error: Option<std::io::Error>,
+    },
+}
+
+impl std::fmt::Display for RecordingStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordingStopped::Full { cap } => {
+                write!(f, "reached its size limit of {cap} bytes (--record-limit)")
+            }
+            RecordingStopped::Failed {
+                error,
+                truncated_to,
+                truncate_error: None,
+            } => write!(
+                f,
+                "write failed ({error}); the file ends on its last complete line ({truncated_to} bytes)"
+            ),
+            RecordingStopped::Failed {
+                error,
+                truncate_error: Some(t),
+                ..
+            } => write!(
+                f,
+                "write failed ({error}) and cutting back the partial line failed too ({t})"
+            ),
+        }
+    }
+}
+
+/// What [`Recorder::append`] did with a line.
+#[derive(Debug)]
+pub enum Appended {
+    /// The line is in the recording.
+    Written,
+    /// This line stopped the recording (it is not in it): report it, once.
+    Stopped,
+    /// The recording had stopped before; the line is counted as not recorded.
+    Off,
+}
+
+/// Appends lines to a recording, one write per line, and keeps the file ending on a whole
+/// line: a write that fails (disk full) is cut back to the last complete line and stops the
+/// recording; so does reaching the cap. Either way the watch goes on and the lines not
+/// recorded are counted ([`Recorder::not_recorded`]).
+pub struct Recorder {
+    sink: Box<dyn RecordSink>,
+    path: std::path::PathBuf,
+    /// Length of the recording up to its last complete line.
+    committed: u64,
+    cap: u64,
+    stopped: Option<RecordingStopped>,
+    not_recorded: u64,
     /// Lines written.
     pub lines: u64,
 }
 
 impl Recorder {
-    /// Opens (creating or appending) a recording.
+    /// Opens (creating or appending) a recording capped at
+    /// [`vmark_proto::limits::RECORDING_DEFAULT_MAX_BYTES`].
     pub fn open(path: &std::path::Path) -> std::io::Result<Recorder> {
+        Self::open_capped(path, vmark_proto::limits::RECORDING_DEFAULT_MAX_BYTES)
+    }
+
+    /// Opens a recording that stops at `cap` bytes.
+    pub fn open_capped(path: &std::path::Path, cap: u64) -> std::io::Result<Recorder> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(Recorder {
+        let sink = FileSink {
             file,
             path: path.to_path_buf(),
+        };
+        Self::with_sink(Box::new(sink), path, cap)
+    }
+
+    /// A recording into any sink (tests: a disk that fills up).
+    pub fn with_sink(
+        mut sink: Box<dyn RecordSink>,
+        path: &std::path::Path,
+        cap: u64,
+    ) -> std::io::Result<Recorder> {
+        let mut committed = sink.size()?;
+        // A partial last line left by an earlier crash is terminated so the next line
+        // stays whole (readers skip the broken one).
+        if committed > 0 && !sink.ends_with_newline() {
+            sink.append(b"\n")?;
+            committed += 1;
+        }
+        Ok(Recorder {
+            sink,
+            path: path.to_path_buf(),
+            committed,
+            cap,
+            stopped: None,
+            not_recorded: 0,
             lines: 0,
         })
     }
@@ -147,23 +276,73 @@ impl Recorder {
         &self.path
     }
 
-    /// Appends one line. A partial last line left by an earlier crash is first terminated
-    /// so this line stays whole (readers skip the broken one).
-    pub fn append(&mut self, line: &str) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(line.len() + 2);
-        if self.lines == 0 {
-            if let Ok(meta) = self.file.metadata() {
-                if meta.len() > 0 && !ends_with_newline(&self.path) {
-                    buf.push(b'\n');
-                }
+    /// Why the recording stopped, if it did.
+    pub fn stopped(&self) -> Option<&RecordingStopped> {
+        self.stopped.as_ref()
+    }
+
+    /// Lines the watch produced after the recording stopped.
+    pub fn not_recorded(&self) -> u64 {
+        self.not_recorded
+    }
+
+    /// Bytes in the recording (complete lines).
+    pub fn bytes(&self) -> u64 {
+        self.committed
+    }
+
+    /// Appends one line. Never fails: a failure stops the recording (see [`Appended`]).
+    pub fn append(&mut self, line: &str) -> Appended {
+        if self.stopped.is_some() {
+            self.not_recorded += 1;
+            return Appended::Off;
+        }
+        let len = line.len() as u64 + 1;
+        let reserve = vmark_proto::limits::RECORDING_EVENT_RESERVE;
+        if self.committed.saturating_add(len) > self.cap.saturating_sub(reserve) {
+            let closing = event_line(
+                "recording-stopped",
+                "",
+                &format!("the recording reached its limit of {} bytes", self.cap),
+            );
+            if self.committed + (closing.len() as u64) < self.cap {
+                let _ = self.write_line(&closing);
+            }
+            self.stopped = Some(RecordingStopped::Full { cap: self.cap });
+            self.not_recorded += 1;
+            return Appended::Stopped;
+        }
+        match self.write_line(line) {
+            Ok(()) => {
+                self.lines += 1;
+                Appended::Written
+            }
+            Err(stop) => {
+                self.stopped = Some(stop);
+                self.not_recorded += 1;
+                Appended::Stopped
             }
         }
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<(), RecordingStopped> {
+        let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        self.file.write_all(&buf)?;
-        self.file.flush()?;
-        self.lines += 1;
-        Ok(())
+        match self.sink.append(&buf) {
+            Ok(()) => {
+                self.committed += buf.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let truncate_error = self.sink.truncate(self.committed).err();
+                Err(RecordingStopped::Failed {
+                    error,
+                    truncated_to: self.committed,
+                    truncate_error,
+                })
+            }
+        }
     }
 }
 
@@ -267,12 +446,23 @@ pub fn csv_header(fields: &[FieldPath]) -> String {
     s
 }
 
+/// A guest-supplied name as one CSV cell: escaped for the terminal
+/// ([`vmark_proto::text::escape`]) and quoted when it holds a comma or a quote.
+pub fn csv_text(s: &str) -> String {
+    let e = vmark_proto::text::escape(s);
+    if e.contains([',', '"']) {
+        format!("\"{}\"", e.replace('"', "\"\""))
+    } else {
+        e.into_owned()
+    }
+}
+
 /// One CSV row.
 pub fn csv_row(meta: &SampleMeta, fields: &[FieldPath], bytes: &[u8]) -> String {
     let mut s = format!(
         "{},{},{},{},{},{},{}",
         meta.t_ns,
-        meta.mark,
+        csv_text(&meta.mark),
         match meta.cause {
             Cause::Timer => "timer",
             Cause::Trigger => "trigger",
@@ -299,7 +489,94 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Counters of a watch run, for its closing summary.
+/// Latencies in bounded memory: a log-linear histogram (16 sub-buckets per power of two,
+/// [`vmark_proto::limits::LATENCY_SUB_BUCKETS`]), so percentiles are within 6.25 % of the
+/// exact value whatever the number of samples: a guest that notifies in a loop costs the
+/// host a counter increment per sample, not a kept value.
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    counts: Vec<u64>,
+    n: u64,
+    max: u64,
+}
+
+const SUB_BITS: u32 = vmark_proto::limits::LATENCY_SUB_BUCKETS.trailing_zeros();
+const SUB: u64 = vmark_proto::limits::LATENCY_SUB_BUCKETS as u64;
+/// Buckets: the values below SUB one each, then SUB per power of two up to 2^63.
+const BUCKETS: usize = (SUB + (64 - SUB_BITS as u64) * SUB) as usize;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            counts: vec![0; BUCKETS],
+            n: 0,
+            max: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    fn bucket(v: u64) -> usize {
+        if v < SUB {
+            return v as usize;
+        }
+        let exp = 63 - v.leading_zeros(); // >= SUB_BITS
+        let shift = exp - SUB_BITS;
+        let sub = (v >> shift) & (SUB - 1);
+        (SUB + u64::from(shift) * SUB + sub) as usize
+    }
+
+    /// Middle of a bucket's range: what a percentile in it reports.
+    fn value_of(bucket: usize) -> u64 {
+        let b = bucket as u64;
+        if b < SUB {
+            return b;
+        }
+        let shift = (b - SUB) / SUB;
+        let sub = (b - SUB) % SUB;
+        let low = (SUB + sub) << shift;
+        low + ((1u64 << shift) >> 1)
+    }
+
+    /// Counts one latency (ns).
+    pub fn record(&mut self, v: u64) {
+        if let Some(c) = self.counts.get_mut(Self::bucket(v)) {
+            *c += 1;
+        }
+        self.n += 1;
+        self.max = self.max.max(v);
+    }
+
+    /// Latencies counted.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// Whether none was counted.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The `p`-th percentile by nearest rank, within one bucket (6.25 %).
+    pub fn percentile(&self, p: f64) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * self.n as f64)
+            .ceil()
+            .clamp(1.0, self.n as f64) as u64;
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Self::value_of(b).min(self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+/// Counters of a watch run, for its closing summary. Bounded whatever the guest does.
 #[derive(Debug, Default, Clone)]
 pub struct RunStats {
     /// Event-channel notifications received.
@@ -313,33 +590,58 @@ pub struct RunStats {
     /// Guest triggers accounted for (sum of `folded` over trigger-capable marks).
     pub folded_triggers: u64,
     /// Trigger-to-sample latencies of trigger samples (ns).
-    pub latencies: Vec<u64>,
+    pub latency: LatencyHistogram,
     /// Round trip of the clock calibration, when the guest's clock could be calibrated
     /// (latencies then run from the guest's trigger); `None`: host wake-up to sample only.
     pub clock_rtt_ns: Option<u64>,
+    /// Wake-ups (notifications or ticks) over `--max-rate`, folded into a later round.
+    pub rate_limited: u64,
+    /// The rate limit in force (rounds per second).
+    pub max_rate: u32,
+    /// Refreshes of the published tree done / xenstore events that asked for one.
+    pub refreshes: u64,
+    /// xenstore watch events received.
+    pub store_events: u64,
+    /// Times the event channel and control page were bound again (helper reloaded).
+    pub rebinds: u64,
+    /// Times a lost xenstore watch was re-established.
+    pub resubscribed: u64,
+    /// How the recording ended early, if it did, and the lines it lost.
+    pub recording: Option<String>,
 }
 
 impl RunStats {
     /// A human summary.
-    pub fn summary(&mut self) -> String {
-        self.latencies.sort_unstable();
+    pub fn summary(&self) -> String {
         let us =
             |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.1} µs", v as f64 / 1000.0));
-        format!(
+        let mut s = format!(
             "notifications received: {}\nsamples: {} on triggers, {} on the timer ({} torn)\nguest triggers accounted for: {}\ntrigger→sample latency: p50 {}, p99 {} (n = {}; {})",
             self.notifications,
             self.trigger_samples,
             self.timer_samples,
             self.torn,
             self.folded_triggers,
-            us(percentile(&self.latencies, 50.0)),
-            us(percentile(&self.latencies, 99.0)),
-            self.latencies.len(),
+            us(self.latency.percentile(50.0)),
+            us(self.latency.percentile(99.0)),
+            self.latency.len(),
             match self.clock_rtt_ns {
                 Some(rtt) => format!("from the guest's trigger, clocks calibrated to ±{}", us(Some(rtt / 2))),
                 None => "host wake-up to sample only: guest clock not calibrated".to_string(),
             }
-        )
+        );
+        s.push_str(&format!(
+            "\nrate limit: {} rounds/s; wake-ups folded into a later round by it: {}",
+            self.max_rate, self.rate_limited
+        ));
+        s.push_str(&format!(
+            "\nxenstore: {} events, {} refreshes, {} re-bindings of the event channel, {} re-established watches",
+            self.store_events, self.refreshes, self.rebinds, self.resubscribed
+        ));
+        if let Some(r) = &self.recording {
+            s.push_str(&format!("\nrecording: {r}"));
+        }
+        s
     }
 }
 
@@ -376,7 +678,10 @@ mod tests {
         let path = dir.join("r.jsonl");
         let _ = std::fs::remove_file(&path);
         let mut r = Recorder::open(&path).unwrap();
-        r.append(&meta().to_json_line("{\"a\":1}")).unwrap();
+        assert!(matches!(
+            r.append(&meta().to_json_line("{\"a\":1}")),
+            Appended::Written
+        ));
         drop(r);
         // A crash mid-write leaves half a line.
         std::fs::OpenOptions::new()
@@ -386,9 +691,8 @@ mod tests {
             .write_all(b"{\"t_ns\":9,\"mark\":")
             .unwrap();
         let mut r = Recorder::open(&path).unwrap();
-        r.append(&event_line("withdrawn", "m/x", "module unloaded"))
-            .unwrap();
-        r.append(&meta().to_json_line("{\"a\":2}")).unwrap();
+        r.append(&event_line("withdrawn", "m/x", "module unloaded"));
+        r.append(&meta().to_json_line("{\"a\":2}"));
         let (samples, bad) = read_recording(&path).unwrap();
         assert_eq!(samples.len(), 2);
         assert_eq!(bad, 1);
@@ -410,5 +714,121 @@ mod tests {
         let v = serde_json::json!({"a": {"b": [1, {"c": 3}]}});
         assert_eq!(json_field(&v, "a.b[1].c"), Some(&serde_json::json!(3)));
         assert_eq!(json_field(&v, "a.x"), None);
+    }
+    /// A disk that holds `room` more bytes, then fails like a full one (after writing
+    /// what fits, as a real short write does).
+    struct FullDisk {
+        data: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        room: usize,
+    }
+
+    impl RecordSink for FullDisk {
+        fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            let mut d = self.data.lock().unwrap();
+            let fits = buf.len().min(self.room);
+            d.extend_from_slice(&buf[..fits]);
+            self.room -= fits;
+            if fits < buf.len() {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            Ok(())
+        }
+        fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+            self.data.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+        fn size(&mut self) -> std::io::Result<u64> {
+            Ok(self.data.lock().unwrap().len() as u64)
+        }
+        fn ends_with_newline(&mut self) -> bool {
+            self.data.lock().unwrap().last().is_none_or(|&b| b == b'\n')
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_whole_lines_and_stops_the_recording() {
+        let data = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let disk = FullDisk {
+            data: data.clone(),
+            room: 1000,
+        };
+        let mut r = Recorder::with_sink(Box::new(disk), "full.jsonl".as_ref(), u64::MAX).unwrap();
+        let line = meta().to_json_line("{\"a\":1}");
+        let mut written = 0;
+        let mut stopped = 0;
+        for _ in 0..50 {
+            match r.append(&line) {
+                Appended::Written => written += 1,
+                Appended::Stopped => stopped += 1,
+                Appended::Off => {}
+            }
+        }
+        assert_eq!(stopped, 1, "the stop is reported once");
+        assert_eq!(written, 1000 / (line.len() + 1));
+        assert_eq!(r.not_recorded(), 50 - written as u64);
+        let bytes = data.lock().unwrap().clone();
+        assert!(bytes.ends_with(b"\n"), "the file ends on a complete line");
+        assert_eq!(bytes.len(), written * (line.len() + 1));
+        for l in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            serde_json::from_slice::<serde_json::Value>(l).unwrap();
+        }
+        let why = r.stopped().unwrap().to_string();
+        assert!(why.contains("last complete line"), "{why}");
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_cap_with_a_closing_line() {
+        let data = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let disk = FullDisk {
+            data: data.clone(),
+            room: usize::MAX,
+        };
+        let cap = 8192;
+        let mut r = Recorder::with_sink(Box::new(disk), "cap.jsonl".as_ref(), cap).unwrap();
+        let line = meta().to_json_line("{\"a\":1}");
+        for _ in 0..1000 {
+            r.append(&line);
+        }
+        let bytes = data.lock().unwrap().clone();
+        assert!(bytes.len() as u64 <= cap);
+        assert!(matches!(r.stopped(), Some(RecordingStopped::Full { .. })));
+        let last = bytes[..bytes.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(last).unwrap();
+        assert_eq!(v["event"], "recording-stopped");
+        assert_eq!(r.lines + r.not_recorded(), 1000);
+    }
+
+    #[test]
+    fn latency_percentiles_in_bounded_memory() {
+        let mut h = LatencyHistogram::default();
+        for v in 1..=100_000u64 {
+            h.record(v * 1000);
+        }
+        let within = |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 / 16.0;
+        assert!(within(h.percentile(50.0).unwrap(), 50_000_000));
+        assert!(within(h.percentile(99.0).unwrap(), 99_000_000));
+        assert_eq!(h.len(), 100_000);
+        // A million more samples cost no memory.
+        let before = h.counts.len();
+        for _ in 0..1_000_000 {
+            h.record(7);
+        }
+        assert_eq!(h.counts.len(), before);
+        assert_eq!(h.percentile(50.0), Some(7));
+        assert_eq!(LatencyHistogram::default().percentile(50.0), None);
+        let mut big = LatencyHistogram::default();
+        big.record(u64::MAX);
+        let top = big.percentile(99.0).unwrap();
+        assert!(top >= u64::MAX - u64::MAX / 16, "{top}");
+    }
+
+    #[test]
+    fn csv_cells_of_guest_names_are_escaped_and_quoted() {
+        assert_eq!(csv_text("m/x"), "m/x");
+        assert_eq!(csv_text("a,b"), "\"a,b\"");
+        assert_eq!(csv_text("e\x1b[2J"), "e\\x1b[2J");
     }
 }

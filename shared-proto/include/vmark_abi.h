@@ -3,8 +3,9 @@
  * vmark_abi.h - the memory layouts that the guest (C) and the host (Rust)
  * must agree on.  This is the only definition: the kernel side includes it,
  * the host's Rust view is generated from it with bindgen, so the two cannot
- * drift.  Every structure has fixed-width fields and explicit padding; all
- * values are little-endian (x86-64 guests).
+ * drift.  Every structure has fixed-width fields and explicit padding, and
+ * the same layout in 32-bit (i386) and 64-bit (x86-64) guests; all values
+ * are little-endian.
  *
  * Nothing here is trusted by the host: every field read from guest memory is
  * validated before use.
@@ -41,19 +42,53 @@ typedef uint64_t __u64;
 #define VMARK_F_TRIGGER 0x0002U
 #define VMARK_F_ALL (VMARK_F_SEQ | VMARK_F_TRIGGER)
 
+/*
+ * Guest addresses (addr, name, hook) take 64-bit slots.  A 32-bit guest's
+ * module loader fills an address with a 32-bit relocation, which cannot
+ * initialise a __u64, so in a 32-bit build each slot is the address (the low
+ * half, little-endian) and an explicit high half that stays zero.  64-bit
+ * builds, the host's included, see one __u64: the layout and the value are
+ * the same for every guest.
+ */
 struct vmark_record {
 	__u32 magic;		/* VMARK_RECORD_MAGIC */
 	__u16 abi_version;	/* VMARK_ABI_VERSION */
 	__u16 flags;		/* VMARK_F_* */
+#if __SIZEOF_POINTER__ == 4
+	__u32 addr;		/* guest virtual address of the variable */
+	__u32 addr_high;
+#else
 	__u64 addr;		/* guest virtual address of the variable */
+#endif
 	__u64 size;		/* sizeof(variable) */
+#if __SIZEOF_POINTER__ == 4
+	__u32 name;		/* guest virtual address of the mark's name */
+	__u32 name_high;
+#else
 	__u64 name;		/* guest virtual address of the mark's name */
+#endif
 	__u32 seq;		/* write sequence: odd while a write is open */
 	__u32 reserved;
 	__u64 triggers;		/* VMARK_TRIGGER() calls so far */
 	__u64 last_trigger_ns;	/* guest clock of the last trigger */
+#if __SIZEOF_POINTER__ == 4
+	__u32 hook;		/* helper-owned; 0 when no helper listens */
+	__u32 hook_high;
+#else
 	__u64 hook;		/* helper-owned; 0 when no helper listens */
+#endif
 };
+
+/* The host reads records at these offsets, whatever the guest's word size. */
+_Static_assert(sizeof(struct vmark_record) == 64, "vmark_record is 64 bytes");
+_Static_assert(__builtin_offsetof(struct vmark_record, addr) == 8,
+	       "vmark_record.addr at 8");
+_Static_assert(__builtin_offsetof(struct vmark_record, name) == 24,
+	       "vmark_record.name at 24");
+_Static_assert(__builtin_offsetof(struct vmark_record, seq) == 32,
+	       "vmark_record.seq at 32");
+_Static_assert(__builtin_offsetof(struct vmark_record, hook) == 56,
+	       "vmark_record.hook at 56");
 
 /* ------------------------------------------------------------------------
  * The manifest: the marks' names, symbols and C types, built by vmark-build

@@ -26,4 +26,16 @@ mod tests {
         assert_eq!(CONTROL_SIZE, 72);
         assert_eq!(VMARK_RECORD_SECTION, b".vmark.records\0");
     }
+
+    #[test]
+    fn record_slots_are_where_32_and_64_bit_guests_put_them() {
+        // The header's _Static_asserts hold the C side (both word sizes) to these offsets;
+        // a 32-bit guest's address is the low half of each 64-bit slot.
+        assert_eq!(core::mem::offset_of!(vmark_record, addr), 8);
+        assert_eq!(core::mem::offset_of!(vmark_record, name), 24);
+        assert_eq!(core::mem::offset_of!(vmark_record, seq), 32);
+        assert_eq!(core::mem::offset_of!(vmark_record, hook), 56);
+        let field: u64 = vmark_record::default().addr;
+        assert_eq!(field, 0);
+    }
 }

@@ -5,7 +5,11 @@
 use crate::abi::{
     vmark_manifest_header, MANIFEST_HEADER_SIZE, VMARK_MANIFEST_MAGIC, VMARK_MANIFEST_MAX_PAYLOAD,
 };
+use crate::bounded;
+pub use crate::bounded::LimitHit;
+use crate::limits;
 use crate::manifest::Manifest;
+use crate::text::escape;
 use crate::types::TypeError;
 
 /// Version of the manifest payload schema this build writes and reads.
@@ -61,8 +65,12 @@ pub enum ManifestError {
     /// The payload decodes but its types are inconsistent.
     #[error("manifest types are invalid: {0}")]
     Types(#[from] TypeError),
+    /// The payload describes more than vmark decodes: a list or name over its limit, or a
+    /// model over its memory budget. Refused before the allocation.
+    #[error("manifest refused: {0}")]
+    Limit(LimitHit),
     /// A mark refers to a type the table does not hold.
-    #[error("mark {mark:?} refers to missing type {ty}")]
+    #[error("mark \"{}\" refers to missing type {ty}", escape(.mark))]
     MarkType {
         /// Mark name.
         mark: String,
@@ -139,8 +147,19 @@ pub fn encoded_len(bytes: &[u8]) -> Result<usize, ManifestError> {
     Ok(MANIFEST_HEADER_SIZE + decode_header(bytes)?.payload_size as usize)
 }
 
-/// Decodes and validates a manifest. Never panics and never allocates more than a small
-/// multiple of the input's size, whatever the input.
+/// The memory budget of the model decoded from a payload of `payload_len` bytes: a constant
+/// factor of its length, under an absolute cap (see [`crate::limits`]).
+pub fn model_budget(payload_len: usize) -> u64 {
+    (payload_len as u64)
+        .saturating_mul(limits::MANIFEST_MODEL_BYTES_PER_PAYLOAD_BYTE)
+        .saturating_add(limits::MANIFEST_MODEL_BASE_BYTES)
+        .min(limits::MANIFEST_MAX_MODEL_BYTES)
+}
+
+/// Decodes and validates a manifest. Never panics, and the decoded model never takes more
+/// memory than [`model_budget`] of the payload's length (every list, string and element is
+/// charged before it is allocated), whatever the input. Validation takes time linear in the
+/// payload.
 pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let header = decode_header(bytes)?;
     let end = MANIFEST_HEADER_SIZE + header.payload_size as usize;
@@ -157,14 +176,21 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             computed,
         });
     }
-    let manifest: Manifest = postcard::from_bytes(payload)?;
+    let (manifest, outcome) = bounded::scope(model_budget(payload.len()), || {
+        postcard::from_bytes::<Manifest>(payload)
+    });
+    if let Some(hit) = outcome.hit {
+        return Err(ManifestError::Limit(hit));
+    }
+    let manifest = manifest?;
     validate(&manifest)?;
     Ok(manifest)
 }
 
 /// Limits on the manifest's own fields (the types are checked by `TypeTable::validate`).
-const MAX_NAME: usize = 256;
-const MAX_MARKS: usize = 4096;
+/// Decoding already enforces them; checked again for manifests built in memory.
+const MAX_NAME: usize = limits::MANIFEST_MAX_NAME_LEN;
+const MAX_MARKS: usize = limits::MANIFEST_MAX_MARKS;
 
 fn validate(m: &Manifest) -> Result<(), ManifestError> {
     if m.module.len() > MAX_NAME {
@@ -173,7 +199,7 @@ fn validate(m: &Manifest) -> Result<(), ManifestError> {
     if m.kernel_release.len() > MAX_NAME {
         return Err(ManifestError::FieldTooLong("kernel_release"));
     }
-    if m.build_id.len() > 64 {
+    if m.build_id.len() > limits::MANIFEST_MAX_BUILD_ID_LEN {
         return Err(ManifestError::FieldTooLong("build_id"));
     }
     if m.marks.len() > MAX_MARKS {
@@ -323,6 +349,144 @@ mod tests {
         m.marks[0].ty = a;
         let bytes = with_header(&postcard::to_allocvec(&m).unwrap());
         assert!(matches!(decode(&bytes), Err(ManifestError::Types(_))));
+    }
+
+    /// The start of a payload: module "demo", no kernel release, no build id, pointer
+    /// depth 0, no marks; the type table follows.
+    fn payload_head() -> Vec<u8> {
+        vec![4, b'd', b'e', b'm', b'o', 0, 0, 0, 0]
+    }
+
+    /// `v` as a postcard varint.
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    #[test]
+    fn a_manifest_claiming_a_million_types_is_refused_before_allocating() {
+        // A million types announced and present (one-byte `void`s): refused on the count,
+        // before the list is allocated.
+        let mut payload = payload_head();
+        varint(1_000_000, &mut payload);
+        payload.extend(std::iter::repeat_n(0u8, 1_000_000));
+        let (r, outcome) = bounded::scope(model_budget(payload.len()), || {
+            postcard::from_bytes::<Manifest>(&payload)
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            outcome.hit,
+            Some(LimitHit::Count {
+                what: "types",
+                limit: limits::MANIFEST_MAX_TYPES
+            })
+        );
+        assert!(outcome.used < 4096, "{} bytes charged", outcome.used);
+        assert!(matches!(
+            decode(&with_header(&payload)),
+            Err(ManifestError::Limit(LimitHit::Count { what: "types", .. }))
+        ));
+        // Announced but not present: refused as truncated, having allocated only for
+        // the elements that were there.
+        let mut payload = payload_head();
+        varint(1_000_000, &mut payload);
+        payload.extend([0u8; 64]);
+        let (r, outcome) = bounded::scope(model_budget(payload.len()), || {
+            postcard::from_bytes::<Manifest>(&payload)
+        });
+        assert!(r.is_err());
+        assert!(
+            outcome.used < 64 * 2 * 64 + 4096,
+            "{} bytes charged",
+            outcome.used
+        );
+    }
+
+    #[test]
+    fn a_dense_manifest_cannot_expand_past_its_budget() {
+        // 200 000 one-byte types (`void`): 200 KB that used to become a 12.8 MB model.
+        let n = 200_000;
+        let mut payload = payload_head();
+        varint(n, &mut payload);
+        payload.extend(std::iter::repeat_n(0u8, n as usize));
+        let err = decode(&with_header(&payload)).unwrap_err();
+        assert!(
+            matches!(err, ManifestError::Limit(LimitHit::Memory { .. })),
+            "{err}"
+        );
+        // The same count of a realistic mix (named structs of members) fits its budget.
+        let mut m = sample();
+        let int = m.types.len() as u32;
+        m.types.push(Type::Base {
+            name: "int".into(),
+            size: 4,
+            encoding: BaseEncoding::Signed,
+        });
+        for k in 0..2000 {
+            m.types.push(Type::Aggregate {
+                kind: AggregateKind::Struct,
+                name: Some(format!("s{k}")),
+                size: 40,
+                members: (0..10)
+                    .map(|i| Member {
+                        name: Some(format!("field_{i}")),
+                        ty: TypeId(int),
+                        offset: 4 * i,
+                        bitfield: None,
+                    })
+                    .collect(),
+            });
+        }
+        let bytes = encode(&m).unwrap();
+        let payload = &bytes[MANIFEST_HEADER_SIZE..];
+        let (r, outcome) = bounded::scope(model_budget(payload.len()), || {
+            postcard::from_bytes::<Manifest>(payload)
+        });
+        assert_eq!(r.unwrap(), m);
+        assert!(outcome.hit.is_none());
+        assert!(
+            outcome.used <= 12 * payload.len() as u64,
+            "{} bytes of model for {} of payload",
+            outcome.used,
+            payload.len()
+        );
+        assert_eq!(decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn long_names_and_lists_are_refused_while_decoding() {
+        let mut m = sample();
+        m.marks[0].name = "m".repeat(limits::MANIFEST_MAX_NAME_LEN + 1);
+        let bytes = with_header(&postcard::to_allocvec(&m).unwrap());
+        assert!(matches!(
+            decode(&bytes),
+            Err(ManifestError::Limit(LimitHit::Name { .. }))
+        ));
+        let mut m = sample();
+        m.types.push(Type::Function {
+            ret: TypeId(0),
+            params: vec![TypeId(0); limits::TYPE_MAX_PARAMS + 1],
+            variadic: false,
+        });
+        let bytes = with_header(&postcard::to_allocvec(&m).unwrap());
+        assert!(matches!(
+            decode(&bytes),
+            Err(ManifestError::Limit(LimitHit::Count { .. }))
+        ));
+    }
+
+    #[test]
+    fn errors_quote_guest_names_escaped() {
+        let mut m = sample();
+        m.marks[0].name = "evil\x1b[2J".into();
+        m.marks[0].ty = TypeId(77);
+        let bytes = with_header(&postcard::to_allocvec(&m).unwrap());
+        let text = decode(&bytes).unwrap_err().to_string();
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains("evil\\x1b[2J"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The manifest of a marked module: which marks it has and their exact C types.
 
+use crate::bounded;
 use crate::types::{TypeId, TypeTable};
 use serde::{Deserialize, Serialize};
 
@@ -44,8 +45,10 @@ impl MarkFlags {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     /// The mark's name (`VMARK_NAMED`'s string, or the variable's name).
+    #[serde(deserialize_with = "bounded::manifest_name")]
     pub name: String,
     /// The ELF symbol of the variable.
+    #[serde(deserialize_with = "bounded::manifest_name")]
     pub symbol: String,
     /// The variable's type in [`Manifest::types`].
     pub ty: TypeId,
@@ -56,17 +59,24 @@ pub struct Mark {
 }
 
 /// Everything the host needs to decode a module's marks.
+///
+/// Deserializing one is bounded as [`TypeTable`]'s is (names, marks and build id within
+/// [`crate::limits`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Module name (as the kernel knows it).
+    #[serde(deserialize_with = "bounded::manifest_name")]
     pub module: String,
     /// `vermagic`'s kernel release the module was built for.
+    #[serde(deserialize_with = "bounded::manifest_name")]
     pub kernel_release: String,
     /// Identifies the exact build (a hash of the module's allocated sections and debug info).
+    #[serde(deserialize_with = "bounded::build_id")]
     pub build_id: Vec<u8>,
     /// How many pointer levels the type closure follows from each mark.
     pub pointer_depth: u32,
     /// The marks, in the order of the module's records.
+    #[serde(deserialize_with = "bounded::marks")]
     pub marks: Vec<Mark>,
     /// The closure of types the marks reach.
     pub types: TypeTable,

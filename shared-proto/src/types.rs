@@ -5,7 +5,10 @@
 //! built by `vmark-build` or decoded from a manifest is checked by [`TypeTable::validate`]
 //! before anything walks it.
 
+use crate::bounded;
+use crate::limits;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
 /// Index of a type in its [`TypeTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ pub struct Bitfield {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// `None` for an anonymous struct or union member.
+    #[serde(deserialize_with = "bounded::opt_type_name")]
     pub name: Option<String>,
     /// The member's type.
     pub ty: TypeId,
@@ -91,6 +95,7 @@ pub enum ArrayBound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enumerator {
     /// The constant's name.
+    #[serde(deserialize_with = "bounded::type_name")]
     pub name: String,
     /// Its value.
     pub value: i128,
@@ -129,6 +134,7 @@ pub enum Type {
     /// An integer, character, boolean or floating type.
     Base {
         /// The C spelling, e.g. `unsigned int`.
+        #[serde(deserialize_with = "bounded::type_name")]
         name: String,
         /// Size in bytes.
         size: u64,
@@ -140,10 +146,12 @@ pub enum Type {
         /// `struct` or `union`.
         kind: AggregateKind,
         /// Tag name; `None` when anonymous.
+        #[serde(deserialize_with = "bounded::opt_type_name")]
         name: Option<String>,
         /// Size in bytes.
         size: u64,
         /// Members in declaration order.
+        #[serde(deserialize_with = "bounded::members")]
         members: Vec<Member>,
     },
     /// A struct or union whose members are not in this table: declared only, or cut off
@@ -152,6 +160,7 @@ pub enum Type {
         /// `struct` or `union`.
         kind: AggregateKind,
         /// Tag name.
+        #[serde(deserialize_with = "bounded::opt_type_name")]
         name: Option<String>,
         /// Size in bytes when known.
         size: Option<u64>,
@@ -161,6 +170,7 @@ pub enum Type {
         /// Element type (never itself an array: dimensions are folded into `dims`).
         element: TypeId,
         /// Dimensions, outermost first.
+        #[serde(deserialize_with = "bounded::dims")]
         dims: Vec<ArrayBound>,
     },
     /// A pointer. `target` is `Void` for `void *`.
@@ -175,6 +185,7 @@ pub enum Type {
         /// Return type (`Void` for none).
         ret: TypeId,
         /// Parameter types.
+        #[serde(deserialize_with = "bounded::params")]
         params: Vec<TypeId>,
         /// Ends in `...`.
         variadic: bool,
@@ -182,17 +193,20 @@ pub enum Type {
     /// An enum.
     Enum {
         /// Tag name; `None` when anonymous.
+        #[serde(deserialize_with = "bounded::opt_type_name")]
         name: Option<String>,
         /// Size in bytes of its underlying integer.
         size: u64,
         /// Whether the underlying integer is signed.
         signed: bool,
         /// Its constants.
+        #[serde(deserialize_with = "bounded::enumerators")]
         enumerators: Vec<Enumerator>,
     },
     /// `typedef target name`.
     Typedef {
         /// The new name.
+        #[serde(deserialize_with = "bounded::type_name")]
         name: String,
         /// The type it names.
         target: TypeId,
@@ -258,18 +272,63 @@ pub enum TypeError {
     /// An array with an element type that is itself an array or without dimensions.
     #[error("type {0}: malformed array")]
     MalformedArray(u32),
+    /// A size that does not fit in 64 bits (array dimensions whose product overflows).
+    #[error("type {0}: its size overflows 64 bits")]
+    SizeOverflow(u32),
+    /// A list (members, enumerators, parameters, dimensions) longer than its limit.
+    #[error("type {id} has {count} {what}, more than the limit of {limit}")]
+    TooMany {
+        /// The type.
+        id: u32,
+        /// What the list holds.
+        what: &'static str,
+        /// Its length.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A name (of the type, a member or an enumerator) longer than
+    /// [`limits::TYPE_MAX_NAME_LEN`].
+    #[error(
+        "type {id} has a name of {len} bytes, more than the limit of {}",
+        limits::TYPE_MAX_NAME_LEN
+    )]
+    NameTooLong {
+        /// The type.
+        id: u32,
+        /// The name's length.
+        len: usize,
+    },
 }
 
 /// Sizes above this are refused: no kernel object a mark could name is this large, and a
 /// hostile manifest must not make the host allocate or loop without bound.
-pub const MAX_TYPE_SIZE: u64 = 64 << 20;
+pub const MAX_TYPE_SIZE: u64 = limits::TYPE_MAX_SIZE;
 /// Maximum nesting of types by value (struct in struct in array ...).
-pub const MAX_TYPE_DEPTH: usize = 64;
+pub const MAX_TYPE_DEPTH: usize = limits::TYPE_MAX_DEPTH;
 
 /// All the types of a module's manifest (or of a DWARF or BTF source), indexed by [`TypeId`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserializing one is bounded (see the `bounded` module): at most
+/// [`limits::MANIFEST_MAX_TYPES`] types, every list and name within its limit, and the
+/// whole model within a memory budget charged before each allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TypeTable {
     types: Vec<Type>,
+}
+
+impl<'de> Deserialize<'de> for TypeTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The same shape as the derived `Serialize` of [`TypeTable`].
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(deserialize_with = "bounded::types")]
+            types: Vec<Type>,
+        }
+        // Inside `codec::decode` this draws on its scope; on its own, on the absolute cap.
+        let (wire, _) = bounded::scope(limits::MANIFEST_MAX_MODEL_BYTES, || Wire::deserialize(d));
+        Ok(TypeTable { types: wire?.types })
+    }
 }
 
 impl TypeTable {
@@ -396,95 +455,25 @@ impl TypeTable {
     }
 
     /// The C spelling of a type, e.g. `struct sock *`, `unsigned int[4]`.
+    ///
+    /// Naming walks the type graph (pointer targets, function return and parameter types),
+    /// which a guest's manifest chooses: the whole walk, parameters included, draws on one
+    /// budget of [`limits::TYPE_NAME_MAX_STEPS`] types and the result is at most
+    /// [`limits::TYPE_NAME_MAX_LEN`] bytes (plus a marker); past either, the name ends in
+    /// `/* ... */`. Works on any table, validated or not.
     pub fn type_name(&self, id: TypeId) -> String {
-        let (prefix, suffix) = self.declarator(id, String::new(), 0);
-        format!("{prefix}{suffix}").trim_end().to_string()
+        let mut namer = Namer::new(self);
+        let (prefix, suffix) = namer.declarator(id, String::new(), 0);
+        namer.finish(format!("{prefix}{suffix}").trim_end().to_string())
     }
 
     /// C declaration of `name` with type `id`, e.g. `int (*fn)(void)`, `char comm[16]`.
+    /// Bounded as [`TypeTable::type_name`].
     pub fn declare(&self, id: TypeId, name: &str) -> String {
-        let (prefix, suffix) = self.declarator(id, name.to_string(), 0);
-        format!("{prefix}{suffix}")
-    }
-
-    /// Builds a C declarator: returns (specifier-with-leading-part, trailing part).
-    fn declarator(&self, id: TypeId, inner: String, depth: usize) -> (String, String) {
-        if depth > MAX_TYPE_DEPTH {
-            return ("/* too deep */ ".into(), inner);
-        }
-        let sep = |s: &str, inner: &str| {
-            if inner.is_empty() || inner.starts_with('[') {
-                format!("{s}{inner}")
-            } else {
-                format!("{s} {inner}")
-            }
-        };
-        match self.get(id) {
-            None => (format!("/* bad type {} */", id.0), inner),
-            Some(Type::Void) => (sep("void", &inner), String::new()),
-            Some(Type::Base { name, .. }) | Some(Type::Typedef { name, .. }) => {
-                (sep(name, &inner), String::new())
-            }
-            Some(Type::Aggregate { kind, name, .. }) | Some(Type::Opaque { kind, name, .. }) => {
-                let spec = format!("{} {}", kind.keyword(), name.as_deref().unwrap_or("{...}"));
-                (sep(&spec, &inner), String::new())
-            }
-            Some(Type::Enum { name, .. }) => {
-                let spec = format!("enum {}", name.as_deref().unwrap_or("{...}"));
-                (sep(&spec, &inner), String::new())
-            }
-            Some(Type::Qualified { qualifier, target }) => {
-                // Qualifiers on pointers go after the star; on others, before the type.
-                if matches!(self.get(*target), Some(Type::Pointer { .. })) {
-                    let inner = if inner.is_empty() {
-                        qualifier.keyword().to_string()
-                    } else {
-                        format!("{} {inner}", qualifier.keyword())
-                    };
-                    self.declarator(*target, inner, depth + 1)
-                } else {
-                    let (p, s) = self.declarator(*target, inner, depth + 1);
-                    (format!("{} {p}", qualifier.keyword()), s)
-                }
-            }
-            Some(Type::Pointer { target, .. }) => {
-                let needs_parens = matches!(
-                    self.get(self.resolve_qualifiers(*target)),
-                    Some(Type::Array { .. }) | Some(Type::Function { .. })
-                );
-                let inner = if needs_parens {
-                    format!("(*{inner})")
-                } else {
-                    format!("*{inner}")
-                };
-                self.declarator(*target, inner, depth + 1)
-            }
-            Some(Type::Array { element, dims }) => {
-                let mut s = inner;
-                for d in dims {
-                    match d {
-                        ArrayBound::Count(n) => s.push_str(&format!("[{n}]")),
-                        ArrayBound::Flexible => s.push_str("[]"),
-                    }
-                }
-                self.declarator(*element, s, depth + 1)
-            }
-            Some(Type::Function {
-                ret,
-                params,
-                variadic,
-            }) => {
-                let mut ps: Vec<String> = params.iter().map(|p| self.type_name(*p)).collect();
-                if *variadic {
-                    ps.push("...".into());
-                }
-                if ps.is_empty() {
-                    ps.push("void".into());
-                }
-                let inner = format!("{inner}({})", ps.join(", "));
-                self.declarator(*ret, inner, depth + 1)
-            }
-        }
+        let mut namer = Namer::new(self);
+        let inner = namer.clip(name).to_string();
+        let (prefix, suffix) = namer.declarator(id, inner, 0);
+        namer.finish(format!("{prefix}{suffix}"))
     }
 
     fn resolve_qualifiers(&self, mut id: TypeId) -> TypeId {
@@ -497,31 +486,60 @@ impl TypeTable {
         id
     }
 
-    /// Ids a type refers to, and whether each reference is by value (true) or through a
-    /// pointer or function signature (false).
-    fn references(ty: &Type) -> Vec<(TypeId, bool)> {
+    /// The `k`-th type `ty` holds by value (members, array element, typedef and qualifier
+    /// targets; never a pointer's target or a function's signature), in O(1).
+    fn by_value_child(ty: &Type, k: usize) -> Option<TypeId> {
         match ty {
-            Type::Void | Type::Base { .. } | Type::Opaque { .. } | Type::Enum { .. } => vec![],
-            Type::Aggregate { members, .. } => members.iter().map(|m| (m.ty, true)).collect(),
-            Type::Array { element, .. } => vec![(*element, true)],
-            Type::Pointer { target, .. } => vec![(*target, false)],
-            Type::Function { ret, params, .. } => std::iter::once(*ret)
-                .chain(params.iter().copied())
-                .map(|t| (t, false))
-                .collect(),
-            Type::Typedef { target, .. } | Type::Qualified { target, .. } => {
-                vec![(*target, true)]
+            Type::Aggregate { members, .. } => members.get(k).map(|m| m.ty),
+            Type::Array { element, .. } if k == 0 => Some(*element),
+            Type::Typedef { target, .. } | Type::Qualified { target, .. } if k == 0 => {
+                Some(*target)
+            }
+            _ => None,
+        }
+    }
+
+    /// Calls `f` with every id `ty` refers to, by value or not.
+    fn for_each_reference(
+        ty: &Type,
+        mut f: impl FnMut(TypeId) -> Result<(), TypeError>,
+    ) -> Result<(), TypeError> {
+        match ty {
+            Type::Void | Type::Base { .. } | Type::Opaque { .. } | Type::Enum { .. } => Ok(()),
+            Type::Aggregate { members, .. } => members.iter().try_for_each(|m| f(m.ty)),
+            Type::Array { element, .. } => f(*element),
+            Type::Pointer { target, .. }
+            | Type::Typedef { target, .. }
+            | Type::Qualified { target, .. } => f(*target),
+            Type::Function { ret, params, .. } => {
+                f(*ret)?;
+                params.iter().try_for_each(|p| f(*p))
             }
         }
     }
 
     /// Checks that every id is in range, that only pointers close cycles, that by-value
-    /// nesting is bounded, and that sizes and member positions are sane. Runs in time
-    /// linear in the table; allocates only per-type bookkeeping.
+    /// nesting is bounded, that sizes (array sizes included) are computed without overflow
+    /// and sane, that member positions are inside their types, and that names and lists
+    /// are within [`limits`].
+    ///
+    /// Runs in time linear in the size of the table (types plus members, enumerators,
+    /// parameters and dimensions): each type's own checks look at it once, and one
+    /// depth-first walk over the by-value edges visits every edge once, taking each type's
+    /// `k`-th child in O(1) and computing depth and size in post-order from its children's.
+    /// Allocates only per-type bookkeeping (a few words per type).
     pub fn validate(&self) -> Result<(), TypeError> {
+        self.validate_counted().map(|_| ())
+    }
+
+    /// [`TypeTable::validate`], returning the number of elementary steps it took (for the
+    /// tests that check validation stays linear).
+    fn validate_counted(&self) -> Result<u64, TypeError> {
         let len = self.types.len();
+        let mut work = 0u64;
         for (id, ty) in self.iter() {
-            for (to, _) in Self::references(ty) {
+            Self::for_each_reference(ty, |to| {
+                work += 1;
                 if to.index() >= len {
                     return Err(TypeError::DanglingId {
                         from: id.0,
@@ -529,27 +547,31 @@ impl TypeTable {
                         len,
                     });
                 }
-            }
-            self.validate_shape(id, ty)?;
+                Ok(())
+            })?;
+            work += self.validate_shape(id, ty)?;
         }
-        // Depth of each type along by-value edges; detects cycles (iterative DFS).
+        // Depth of each type along by-value edges and its size, in post-order; detects
+        // cycles (iterative DFS, so no recursion whatever the table).
         const UNSEEN: u32 = u32::MAX;
         const ON_STACK: u32 = u32::MAX - 1;
         let mut depth = vec![UNSEEN; len];
+        let mut size: Vec<Option<u64>> = vec![None; len];
+        let mut stack: Vec<(usize, usize)> = Vec::new();
         for root in 0..len {
             if depth[root] != UNSEEN {
                 continue;
             }
-            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
             depth[root] = ON_STACK;
+            stack.push((root, 0));
             while let Some(&(node, next)) = stack.last() {
-                let refs: Vec<usize> = Self::references(&self.types[node])
-                    .into_iter()
-                    .filter(|(_, by_value)| *by_value)
-                    .map(|(t, _)| t.index())
-                    .collect();
-                if let Some(&child) = refs.get(next) {
-                    stack.last_mut().expect("non-empty").1 += 1;
+                work += 1;
+                let ty = &self.types[node];
+                if let Some(child) = Self::by_value_child(ty, next) {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 += 1;
+                    }
+                    let child = child.index();
                     match depth[child] {
                         ON_STACK => return Err(TypeError::CycleByValue(child as u32)),
                         UNSEEN => {
@@ -561,35 +583,68 @@ impl TypeTable {
                         }
                         _ => {}
                     }
-                } else {
-                    let d = refs
-                        .iter()
-                        .map(|&c| depth[c].saturating_add(1))
-                        .max()
-                        .unwrap_or(0);
-                    if d as usize > MAX_TYPE_DEPTH {
-                        return Err(TypeError::TooDeep(MAX_TYPE_DEPTH));
+                    continue;
+                }
+                // Every child is done: this type's depth and size follow from theirs.
+                let mut d = 0u32;
+                let mut k = 0;
+                while let Some(child) = Self::by_value_child(ty, k) {
+                    work += 1;
+                    d = d.max(depth[child.index()].saturating_add(1));
+                    k += 1;
+                }
+                if d as usize > MAX_TYPE_DEPTH {
+                    return Err(TypeError::TooDeep(MAX_TYPE_DEPTH));
+                }
+                depth[node] = d;
+                let id = node as u32;
+                let s = match ty {
+                    Type::Void | Type::Function { .. } => None,
+                    Type::Base { size, .. }
+                    | Type::Aggregate { size, .. }
+                    | Type::Pointer { size, .. }
+                    | Type::Enum { size, .. } => Some(*size),
+                    Type::Opaque { size, .. } => *size,
+                    Type::Array { element, dims } => {
+                        work += dims.len() as u64;
+                        let mut n: u64 = 1;
+                        let mut flexible = false;
+                        for dim in dims {
+                            match dim {
+                                ArrayBound::Count(c) => {
+                                    n = n.checked_mul(*c).ok_or(TypeError::SizeOverflow(id))?
+                                }
+                                ArrayBound::Flexible => flexible = true,
+                            }
+                        }
+                        match size[element.index()] {
+                            _ if flexible => Some(0),
+                            Some(e) => Some(n.checked_mul(e).ok_or(TypeError::SizeOverflow(id))?),
+                            None => None,
+                        }
                     }
-                    depth[node] = d;
-                    stack.pop();
+                    Type::Typedef { target, .. } | Type::Qualified { target, .. } => {
+                        size[target.index()]
+                    }
+                };
+                if let Some(s) = s {
+                    if s > MAX_TYPE_SIZE {
+                        return Err(TypeError::AbsurdSize {
+                            id,
+                            size: s,
+                            limit: MAX_TYPE_SIZE,
+                        });
+                    }
                 }
+                size[node] = s;
+                stack.pop();
             }
         }
-        for (id, _) in self.iter() {
-            if let Some(size) = self.size_of(id) {
-                if size > MAX_TYPE_SIZE {
-                    return Err(TypeError::AbsurdSize {
-                        id: id.0,
-                        size,
-                        limit: MAX_TYPE_SIZE,
-                    });
-                }
-            }
-        }
-        Ok(())
+        Ok(work)
     }
 
-    fn validate_shape(&self, id: TypeId, ty: &Type) -> Result<(), TypeError> {
+    /// The checks of one type on its own; returns the steps taken.
+    fn validate_shape(&self, id: TypeId, ty: &Type) -> Result<u64, TypeError> {
         let check_size = |size: u64| {
             if size > MAX_TYPE_SIZE {
                 Err(TypeError::AbsurdSize {
@@ -601,8 +656,32 @@ impl TypeTable {
                 Ok(())
             }
         };
+        let check_name = |name: &str| {
+            if name.len() > limits::TYPE_MAX_NAME_LEN {
+                Err(TypeError::NameTooLong {
+                    id: id.0,
+                    len: name.len(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let check_count = |what: &'static str, count: usize, limit: usize| {
+            if count > limit {
+                Err(TypeError::TooMany {
+                    id: id.0,
+                    what,
+                    count,
+                    limit,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let mut work = 1u64;
         match ty {
-            Type::Base { size, .. } | Type::Pointer { size, .. } | Type::Enum { size, .. } => {
+            Type::Base { name, size, .. } => {
+                check_name(name)?;
                 check_size(*size)?;
                 if *size > 16 {
                     return Err(TypeError::AbsurdSize {
@@ -612,9 +691,51 @@ impl TypeTable {
                     });
                 }
             }
-            Type::Aggregate { size, members, .. } => {
+            Type::Pointer { size, .. } => {
+                if *size > 16 {
+                    return Err(TypeError::AbsurdSize {
+                        id: id.0,
+                        size: *size,
+                        limit: 16,
+                    });
+                }
+            }
+            Type::Enum {
+                name,
+                size,
+                enumerators,
+                ..
+            } => {
+                check_name(name.as_deref().unwrap_or(""))?;
+                check_count(
+                    "enumerators",
+                    enumerators.len(),
+                    limits::TYPE_MAX_ENUMERATORS,
+                )?;
+                for e in enumerators {
+                    check_name(&e.name)?;
+                }
+                work += enumerators.len() as u64;
+                if *size > 16 {
+                    return Err(TypeError::AbsurdSize {
+                        id: id.0,
+                        size: *size,
+                        limit: 16,
+                    });
+                }
+            }
+            Type::Aggregate {
+                name,
+                size,
+                members,
+                ..
+            } => {
+                check_name(name.as_deref().unwrap_or(""))?;
                 check_size(*size)?;
+                check_count("members", members.len(), limits::TYPE_MAX_MEMBERS)?;
+                work += members.len() as u64;
                 for (i, m) in members.iter().enumerate() {
+                    check_name(m.name.as_deref().unwrap_or(""))?;
                     if m.offset > *size {
                         return Err(TypeError::MemberOutOfBounds {
                             id: id.0,
@@ -630,31 +751,232 @@ impl TypeTable {
                                 width: bf.bit_size,
                             });
                         }
-                        let end = bf.bit_offset.saturating_add(u64::from(bf.bit_size));
-                        if end > size.saturating_mul(8) {
+                        let end = bf.bit_offset.checked_add(u64::from(bf.bit_size));
+                        if end.is_none_or(|end| end > size.saturating_mul(8)) {
                             return Err(TypeError::MemberOutOfBounds {
                                 id: id.0,
                                 member: i,
                                 detail: format!(
-                                    "bits {}..{end} beyond {} bytes",
-                                    bf.bit_offset, size
+                                    "bits {}..+{} beyond {} bytes",
+                                    bf.bit_offset, bf.bit_size, size
                                 ),
                             });
                         }
                     }
                 }
             }
-            Type::Opaque {
-                size: Some(size), ..
-            } => check_size(*size)?,
-            Type::Array { element, dims }
-                if dims.is_empty() || matches!(self.get(*element), Some(Type::Array { .. })) =>
-            {
-                return Err(TypeError::MalformedArray(id.0));
+            Type::Opaque { name, size, .. } => {
+                check_name(name.as_deref().unwrap_or(""))?;
+                if let Some(size) = size {
+                    check_size(*size)?;
+                }
             }
-            _ => {}
+            Type::Array { element, dims } => {
+                check_count("dimensions", dims.len(), limits::TYPE_MAX_DIMS)?;
+                if dims.is_empty() || matches!(self.get(*element), Some(Type::Array { .. })) {
+                    return Err(TypeError::MalformedArray(id.0));
+                }
+            }
+            Type::Function { params, .. } => {
+                check_count("parameters", params.len(), limits::TYPE_MAX_PARAMS)?;
+            }
+            Type::Typedef { name, .. } => check_name(name)?,
+            Type::Void | Type::Qualified { .. } => {}
         }
-        Ok(())
+        Ok(work)
+    }
+}
+
+/// What a name cut short by its budget ends in.
+const CUT: &str = "/* ... */";
+
+/// One naming walk: the budget every part of a type's spelling draws on, so that types
+/// recursing through pointers and function parameters cannot recurse without end nor
+/// produce unbounded text.
+struct Namer<'a> {
+    table: &'a TypeTable,
+    /// Types visited so far.
+    steps: usize,
+    /// Bytes of text produced so far (names, keywords, punctuation).
+    len: usize,
+    /// Whether a budget cut the name short.
+    cut: bool,
+}
+
+impl<'a> Namer<'a> {
+    fn new(table: &'a TypeTable) -> Self {
+        Namer {
+            table,
+            steps: 0,
+            len: 0,
+            cut: false,
+        }
+    }
+
+    /// Most types one walk visits: the spine of each declarator (pointer, array, qualifier
+    /// and return types, at most [`MAX_TYPE_DEPTH`] deep) is always completed, so that a
+    /// cut name still reads as C; only starting another parameter needs the step budget.
+    const MAX_VISITS: usize = limits::TYPE_NAME_MAX_STEPS * (MAX_TYPE_DEPTH + 2);
+
+    /// Charges a visit; false once the walk is too deep (and marks the name cut).
+    fn visit(&mut self, depth: usize) -> bool {
+        self.steps += 1;
+        if depth > MAX_TYPE_DEPTH || self.steps > Self::MAX_VISITS {
+            self.cut = true;
+            return false;
+        }
+        true
+    }
+
+    /// Whether another parameter may be spelled out.
+    fn may_start_parameter(&self) -> bool {
+        self.steps < limits::TYPE_NAME_MAX_STEPS && self.len <= limits::TYPE_NAME_MAX_LEN
+    }
+
+    /// `text` charged against the length budget, cut to what is left of it.
+    fn clip<'s>(&mut self, text: &'s str) -> &'s str {
+        let room = limits::TYPE_NAME_MAX_LEN.saturating_sub(self.len);
+        let text = if text.len() > room {
+            self.cut = true;
+            let mut end = room;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            &text[..end]
+        } else {
+            text
+        };
+        self.len += text.len();
+        text
+    }
+
+    /// The complete spelling, cut to the length limit and marked if a budget ran out.
+    fn finish(&self, mut s: String) -> String {
+        if s.len() > limits::TYPE_NAME_MAX_LEN {
+            let mut end = limits::TYPE_NAME_MAX_LEN;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+        }
+        if self.cut && !s.ends_with(CUT) {
+            if !s.is_empty() && !s.ends_with(' ') {
+                s.push(' ');
+            }
+            s.push_str(CUT);
+        }
+        s
+    }
+
+    /// Builds a C declarator: returns (specifier-with-leading-part, trailing part).
+    fn declarator(&mut self, id: TypeId, inner: String, depth: usize) -> (String, String) {
+        if !self.visit(depth) {
+            return (format!("{CUT} "), inner);
+        }
+        let sep = |s: &str, inner: &str| {
+            if inner.is_empty() || inner.starts_with('[') {
+                format!("{s}{inner}")
+            } else {
+                format!("{s} {inner}")
+            }
+        };
+        let table = self.table;
+        match table.get(id) {
+            None => (format!("/* bad type {} */", id.0), inner),
+            Some(Type::Void) => (sep("void", &inner), String::new()),
+            Some(Type::Base { name, .. }) | Some(Type::Typedef { name, .. }) => {
+                let name = self.clip(name);
+                (sep(name, &inner), String::new())
+            }
+            Some(Type::Aggregate { kind, name, .. }) | Some(Type::Opaque { kind, name, .. }) => {
+                let name = self.clip(name.as_deref().unwrap_or("{...}"));
+                let spec = format!("{} {name}", kind.keyword());
+                (sep(&spec, &inner), String::new())
+            }
+            Some(Type::Enum { name, .. }) => {
+                let name = self.clip(name.as_deref().unwrap_or("{...}"));
+                let spec = format!("enum {name}");
+                (sep(&spec, &inner), String::new())
+            }
+            Some(Type::Qualified { qualifier, target }) => {
+                self.len += qualifier.keyword().len() + 1;
+                // Qualifiers on pointers go after the star; on others, before the type.
+                if matches!(table.get(*target), Some(Type::Pointer { .. })) {
+                    let inner = if inner.is_empty() {
+                        qualifier.keyword().to_string()
+                    } else {
+                        format!("{} {inner}", qualifier.keyword())
+                    };
+                    self.declarator(*target, inner, depth + 1)
+                } else {
+                    let (p, s) = self.declarator(*target, inner, depth + 1);
+                    (format!("{} {p}", qualifier.keyword()), s)
+                }
+            }
+            Some(Type::Pointer { target, .. }) => {
+                let needs_parens = matches!(
+                    table.get(table.resolve_qualifiers(*target)),
+                    Some(Type::Array { .. }) | Some(Type::Function { .. })
+                );
+                let inner = if needs_parens {
+                    self.len += 3;
+                    format!("(*{inner})")
+                } else {
+                    self.len += 1;
+                    format!("*{inner}")
+                };
+                self.declarator(*target, inner, depth + 1)
+            }
+            Some(Type::Array { element, dims }) => {
+                let mut s = inner;
+                for d in dims {
+                    if self.len > limits::TYPE_NAME_MAX_LEN {
+                        self.cut = true;
+                        break;
+                    }
+                    let before = s.len();
+                    match d {
+                        ArrayBound::Count(n) => {
+                            let _ = write!(s, "[{n}]");
+                        }
+                        ArrayBound::Flexible => s.push_str("[]"),
+                    }
+                    self.len += s.len() - before;
+                }
+                self.declarator(*element, s, depth + 1)
+            }
+            Some(Type::Function {
+                ret,
+                params,
+                variadic,
+            }) => {
+                let mut ps = String::new();
+                for (i, p) in params.iter().enumerate() {
+                    if i > 0 {
+                        ps.push_str(", ");
+                        self.len += 2;
+                    }
+                    if !self.may_start_parameter() {
+                        self.cut = true;
+                        ps.push_str(CUT);
+                        break;
+                    }
+                    // The same walk, one level deeper: a parameter whose type leads back
+                    // here draws on the same budget.
+                    let (prefix, suffix) = self.declarator(*p, String::new(), depth + 1);
+                    ps.push_str(format!("{prefix}{suffix}").trim_end());
+                }
+                if *variadic {
+                    ps.push_str(if params.is_empty() { "..." } else { ", ..." });
+                }
+                if ps.is_empty() {
+                    ps.push_str("void");
+                }
+                self.len += 2;
+                let inner = format!("{inner}({ps})");
+                self.declarator(*ret, inner, depth + 1)
+            }
+        }
     }
 }
 
@@ -777,12 +1099,250 @@ mod tests {
             element: i,
             dims: vec![ArrayBound::Count(u64::MAX / 2)],
         });
-        assert!(matches!(
-            t.validate(),
-            Err(TypeError::AbsurdSize { .. }) | Ok(())
-        ));
+        // 2^63 ints: the size overflows and the table is refused (it used to pass).
+        assert_eq!(t.validate(), Err(TypeError::SizeOverflow(1)));
         // Overflowing sizes are unknown rather than wrapped.
         assert_eq!(t.size_of(TypeId(1)), None);
+    }
+
+    #[test]
+    fn array_dimensions_whose_product_overflows_are_rejected() {
+        let mut t = TypeTable::new();
+        let ch = t.push(Type::Base {
+            name: "char".into(),
+            size: 1,
+            encoding: BaseEncoding::SignedChar,
+        });
+        // 2^33 * 2^33 overflows even with one-byte elements.
+        let arr = t.push(Type::Array {
+            element: ch,
+            dims: vec![ArrayBound::Count(1 << 33), ArrayBound::Count(1 << 33)],
+        });
+        assert_eq!(t.validate(), Err(TypeError::SizeOverflow(arr.0)));
+        // Through a typedef and a struct member too.
+        let mut t = TypeTable::new();
+        let e = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("empty".into()),
+            size: 0,
+            members: vec![],
+        });
+        let arr = t.push(Type::Array {
+            element: e,
+            dims: vec![ArrayBound::Count(u64::MAX), ArrayBound::Count(3)],
+        });
+        t.push(Type::Typedef {
+            name: "t".into(),
+            target: arr,
+        });
+        assert_eq!(t.validate(), Err(TypeError::SizeOverflow(arr.0)));
+    }
+
+    #[test]
+    fn bitfield_end_that_overflows_is_rejected() {
+        let mut t = TypeTable::new();
+        let i = int(&mut t);
+        t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("s".into()),
+            size: 8,
+            members: vec![Member {
+                name: Some("b".into()),
+                ty: i,
+                offset: 0,
+                bitfield: Some(Bitfield {
+                    bit_offset: u64::MAX - 1,
+                    bit_size: 4,
+                }),
+            }],
+        });
+        assert!(matches!(
+            t.validate(),
+            Err(TypeError::MemberOutOfBounds { .. })
+        ));
+    }
+
+    /// `void (*)(P)` where `P` is that very function pointer type: valid (the cycle goes
+    /// through a pointer), and naming it used to recurse until the stack overflowed.
+    fn self_referential_function_pointer() -> (TypeTable, TypeId) {
+        let mut t = TypeTable::new();
+        let void = t.push(Type::Void);
+        let fp = TypeId(2);
+        let f = t.push(Type::Function {
+            ret: void,
+            params: vec![fp, fp],
+            variadic: false,
+        });
+        assert_eq!(t.push(Type::Pointer { target: f, size: 8 }), fp);
+        t.validate().unwrap();
+        (t, fp)
+    }
+
+    #[test]
+    fn naming_a_type_that_recurses_through_its_parameters_is_bounded() {
+        let (t, fp) = self_referential_function_pointer();
+        for name in [t.type_name(fp), t.declare(fp, "cb")] {
+            assert!(name.ends_with(CUT), "{name}");
+            assert!(name.len() <= limits::TYPE_NAME_MAX_LEN + CUT.len() + 1);
+            assert!(name.starts_with("void (*"), "{name}");
+        }
+    }
+
+    #[test]
+    fn naming_a_wide_recursive_signature_is_bounded() {
+        // A function of 1000 parameters, each a pointer to the function itself: the
+        // budget is shared by every parameter, so this is not 1000^depth work.
+        let mut t = TypeTable::new();
+        let long = "n".repeat(limits::TYPE_MAX_NAME_LEN);
+        let ret = t.push(Type::Typedef {
+            name: long,
+            target: TypeId(0),
+        });
+        t.set(ret, Type::Void);
+        let fp = TypeId(2);
+        let f = t.push(Type::Function {
+            ret,
+            params: vec![fp; 1000],
+            variadic: true,
+        });
+        t.push(Type::Pointer { target: f, size: 8 });
+        t.validate().unwrap();
+        let mut namer = Namer::new(&t);
+        let _ = namer.declarator(fp, String::new(), 0);
+        assert!(namer.cut);
+        assert!(namer.steps <= Namer::MAX_VISITS + 1, "{}", namer.steps);
+        let name = t.type_name(fp);
+        assert!(name.len() <= limits::TYPE_NAME_MAX_LEN + CUT.len() + 1);
+    }
+
+    #[test]
+    fn names_within_budget_are_unchanged() {
+        let mut t = TypeTable::new();
+        let i = int(&mut t);
+        let sock = t.push(Type::Opaque {
+            kind: AggregateKind::Struct,
+            name: Some("sock".into()),
+            size: None,
+        });
+        let psock = t.push(Type::Pointer {
+            target: sock,
+            size: 8,
+        });
+        let f = t.push(Type::Function {
+            ret: i,
+            params: vec![psock, i, psock],
+            variadic: true,
+        });
+        let fp = t.push(Type::Pointer { target: f, size: 8 });
+        let cfp = t.push(Type::Qualified {
+            qualifier: Qualifier::Const,
+            target: fp,
+        });
+        assert_eq!(
+            t.declare(cfp, "cb"),
+            "int (*const cb)(struct sock *, int, struct sock *, ...)"
+        );
+        let v = t.push(Type::Function {
+            ret: i,
+            params: vec![],
+            variadic: true,
+        });
+        assert_eq!(t.type_name(v), "int (...)");
+    }
+
+    #[test]
+    fn naming_an_unvalidated_table_never_fails() {
+        // A typedef cycle (rejected by validation) and dangling ids still name.
+        let mut t = TypeTable::new();
+        t.push(Type::Typedef {
+            name: "a".into(),
+            target: TypeId(1),
+        });
+        t.push(Type::Qualified {
+            qualifier: Qualifier::Volatile,
+            target: TypeId(0),
+        });
+        t.push(Type::Pointer {
+            target: TypeId(99),
+            size: 8,
+        });
+        assert!(t.validate().is_err());
+        assert_eq!(t.type_name(TypeId(0)), "a");
+        assert!(t.type_name(TypeId(1)).starts_with("volatile a"));
+        assert!(t.type_name(TypeId(2)).contains("bad type 99"));
+    }
+
+    #[test]
+    fn validation_is_linear_in_the_members_of_an_aggregate() {
+        // One struct of 60 000 members: counting the steps, validation takes a small
+        // constant per member (it used to rebuild the member list at every step of its
+        // walk: 3.6 * 10^9 copies).
+        let mut t = TypeTable::new();
+        let i = int(&mut t);
+        let n = 60_000u64;
+        let members = (0..n)
+            .map(|k| Member {
+                name: None,
+                ty: i,
+                offset: k * 4,
+                bitfield: None,
+            })
+            .collect();
+        t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("wide".into()),
+            size: n * 4,
+            members,
+        });
+        let work = t.validate_counted().unwrap();
+        assert!(work <= 5 * (n + 2), "{work} steps for {n} members");
+    }
+
+    #[test]
+    fn validation_is_linear_with_many_types_sharing_a_wide_array() {
+        // Many typedefs of one array of many dimensions: sizes are computed once per type.
+        let mut t = TypeTable::new();
+        let i = int(&mut t);
+        let arr = t.push(Type::Array {
+            element: i,
+            dims: vec![ArrayBound::Count(1); limits::TYPE_MAX_DIMS],
+        });
+        let n = 10_000;
+        for k in 0..n {
+            t.push(Type::Typedef {
+                name: format!("t{k}"),
+                target: arr,
+            });
+        }
+        let work = t.validate_counted().unwrap();
+        assert!(
+            work <= 6 * (n as u64 + 2 + limits::TYPE_MAX_DIMS as u64),
+            "{work}"
+        );
+    }
+
+    #[test]
+    fn lists_and_names_over_their_limits_are_rejected() {
+        let mut t = TypeTable::new();
+        t.push(Type::Enum {
+            name: None,
+            size: 4,
+            signed: false,
+            enumerators: vec![
+                Enumerator {
+                    name: "A".into(),
+                    value: 0
+                };
+                limits::TYPE_MAX_ENUMERATORS + 1
+            ],
+        });
+        assert!(matches!(t.validate(), Err(TypeError::TooMany { .. })));
+        let mut t = TypeTable::new();
+        t.push(Type::Typedef {
+            name: "x".repeat(limits::TYPE_MAX_NAME_LEN + 1),
+            target: TypeId(0),
+        });
+        assert!(matches!(t.validate(), Err(TypeError::NameTooLong { .. })));
     }
 
     #[test]

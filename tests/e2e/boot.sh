@@ -8,10 +8,13 @@
 #
 #   boot.sh WORKDIR TIMEOUT_S DOM0_SCRIPT [ARGS...]
 #
-# WORKDIR (not under /tmp, /run, /var/lib or /var/log: dom0 mounts tmpfs there)
-# receives xen, dom0.cpio.gz, console.log (Xen serial + dom0 console) and out/,
-# shared writable with dom0 at the same path.  With VMARK_GUEST_FILES="f1 f2"
-# and VMARK_GUEST_INIT=script, also guest.cpio.gz: busybox, those files in its
+# WORKDIR receives xen, dom0.cpio.gz, console.log (Xen serial + dom0 console)
+# and out/, shared writable with dom0 at the same path.  The clone and WORKDIR
+# may be anywhere, /tmp and paths with spaces included: dom0 mounts tmpfs over
+# /tmp, /run, /var/lib and /var/log, and then mounts the clone and WORKDIR back
+# from shares of their own (dom0-init.sh).  With VMARK_GUEST_FILES (paths, one
+# a line; or separated by spaces when there is no newline) and
+# VMARK_GUEST_INIT=script, also guest.cpio.gz: busybox, those files in its
 # root and the script as /init.  dom0 runs DOM0_SCRIPT ARGS and prints
 # "VMARK-E2E-END <exit code>" before it powers off (which ends QEMU).  QEMU is
 # killed after TIMEOUT_S.  Lines of dom0 starting with "E2E", "ok", "FAIL",
@@ -21,6 +24,7 @@ set -eu
 W=$1 TIMEOUT=$2
 shift 2
 HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
 KVER=${VMARK_KVER:-$(ls /lib/modules | grep -- '-amd64$' | sort -V | tail -n 1)}
 KMOD=/lib/modules/$KVER/kernel
 VMLINUZ=/boot/vmlinuz-$KVER
@@ -44,7 +48,10 @@ if [ -n "${VMARK_GUEST_INIT:-}" ]; then
 	g=$W/guest-root
 	rm -rf "$g" && mkdir -p "$g/bin" "$g/proc" "$g/sys" "$g/dev"
 	cp /bin/busybox "$g/bin/busybox"
-	for f in ${VMARK_GUEST_FILES:-}; do cp "$f" "$g/"; done
+	case "${VMARK_GUEST_FILES:-}" in
+	*$'\n'*) while IFS= read -r f; do [ -z "$f" ] || cp "$f" "$g/"; done <<< "$VMARK_GUEST_FILES" ;;
+	*) for f in ${VMARK_GUEST_FILES:-}; do cp "$f" "$g/"; done ;;
+	esac
 	cp "$VMARK_GUEST_INIT" "$g/init"
 	chmod +x "$g/init"
 	cpio_of "$g" "$W/guest.cpio.gz"
@@ -69,21 +76,28 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev \
 	[ -e /mods/\$m.ko ] && insmod /mods/\$m.ko
 done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /mnt || echo "E2E FAIL: cannot mount the host's / over 9p"
-exec chroot /mnt /bin/bash $(q "$HERE/dom0-init.sh" "$W" "$KVER" "$@")
+exec chroot /mnt /usr/bin/env VMARK_SRC=$(q "$ROOT") /bin/bash $(q "$HERE/dom0-init.sh" "$W" "$KVER" "$@")
 INIT
 chmod +x "$d/init"
 cpio_of "$d" "$W/dom0.cpio.gz"
 
+# QEMU's multiboot module list splits on spaces and commas: the boot files go
+# to a plain path of their own.
+B=$(mktemp -d /tmp/vmark-boot.XXXXXX)
+trap 'rm -rf "$B"' EXIT
+cp "$W/xen" "$W/dom0.cpio.gz" "$B/"
 echo "E2E booting Xen + dom0 under QEMU (log: $W/console.log)" >&2
 rc=0
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg \
 	-cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+svm,+npt \
 	-m "${VMARK_QEMU_MEM:-2560}" -smp 2 -nographic -no-reboot \
-	-kernel "$W/xen" \
+	-kernel "$B/xen" \
 	-append "dom0_mem=1024M,max:1024M console=com1 com1=115200 loglvl=all guest_loglvl=all ${VMARK_XEN_ARGS:-}" \
-	-initrd "$VMLINUZ console=hvc0 quiet,$W/dom0.cpio.gz" \
+	-initrd "$VMLINUZ console=hvc0 quiet,$B/dom0.cpio.gz" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$W/out",mount_tag=e2eout,security_model=none,multidevs=remap \
+	-virtfs local,path="$ROOT",mount_tag=vmarksrc,security_model=none,readonly=on,multidevs=remap \
+	-virtfs local,path="$W",mount_tag=vmarkw,security_model=none,readonly=on,multidevs=remap \
 	< /dev/null > "$W/console.log" 2>&1 &
 qpid=$!
 tail -n +1 -F "$W/console.log" 2>/dev/null |

@@ -82,10 +82,58 @@ watch_start() {
 		> "$OUT/$gname/$w.out" 2> "$OUT/$gname/$w.err" &
 	WPID=$!
 	echo "$(now) $gname watch $w started (pid $WPID)" >> "$OUT/$gname/commands.log"
-	# It binds the event channel and calibrates the clocks (a few pings).
-	sleep 3
-	kill -0 $WPID 2>/dev/null || say "$gname: watch $w exited early: $(tail -n 3 "$OUT/$gname/$w.err")"
+	# It binds the event channel, calibrates the clocks and subscribes, then says so.
+	wait_ready "$OUT/$gname/$w.err" $WPID || say "$gname: watch $w not listening: $(tail -n 3 "$OUT/$gname/$w.err")"
 }
+
+# wait_ready ERRFILE PID: waits (30 s at most) for a watch's readiness line
+# ("vmark: watching ..." on its stderr); fails when it exits first.
+wait_ready() {
+	local i
+	for i in $(seq 1 150); do
+		grep -q "^vmark: watching" "$1" 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+# wait_grep FILE REGEX SECONDS: waits until FILE has a line matching REGEX.
+wait_grep() {
+	local i
+	for i in $(seq 1 $(($3 * 5))); do
+		grep -qE "$2" "$1" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	say "TIMEOUT: no /$2/ in $1 within $3 s"
+	return 1
+}
+
+# wait_lines FILE N SECONDS: waits until FILE has N lines.
+wait_lines() {
+	local i
+	for i in $(seq 1 $(($3 * 5))); do
+		[ "$(wc -l < "$1" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+		sleep 0.2
+	done
+	say "TIMEOUT: fewer than $2 lines in $1 within $3 s"
+	return 1
+}
+
+# wait_folded FILE N SECONDS: waits until the samples in FILE fold N triggers.
+wait_folded() {
+	local i sum
+	for i in $(seq 1 $(($3 * 5))); do
+		sum=$(grep -o '"folded":[0-9]*' "$1" 2>/dev/null | cut -d: -f2 | awk '{s += $1} END {print s + 0}')
+		[ "$sum" -ge "$2" ] && return 0
+		sleep 0.2
+	done
+	say "TIMEOUT: the samples in $1 fold $sum triggers, not $2, within $3 s"
+	return 1
+}
+
+# cpu_ticks PID: user + system clock ticks the process has used.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # watch_stop GUEST NAME [SIGNAL]: stops it (INT: it prints its summary).
 watch_stop() {
@@ -258,6 +306,68 @@ introspection() {
 	fi
 }
 
+# faults GUEST: what a hostile guest or a failing host does to a running watch
+# (issue 8).  Ends with the guest destroyed mid-watch: run it last.
+faults() {
+	local G=$1 d=$OUT/$1 pid
+	say "$G: (g) helper reloaded during a watch: triggers resume"
+	watch_start "$G" watch5
+	g "$G" "ctl trigger 5"
+	wait_folded "$OUT/$G/watch5.out" 5 20
+	g "$G" helper_out
+	g "$G" helper_in
+	wait_grep "$OUT/$G/watch5.out" '"event":"rebound"' 20
+	g "$G" "ctl trigger 7"
+	wait_folded "$OUT/$G/watch5.out" 12 20
+	watch_stop "$G" watch5
+
+	say "$G: (h) the guest rewrites its published tree in a loop"
+	"$VMARK" watch "$G" counter --every 100ms --format json > "$d/churn.out" 2> "$d/churn.err" &
+	pid=$!
+	wait_ready "$d/churn.err" $pid
+	local t0 c0 n0 t1 c1 n1
+	t0=$(date +%s.%N) c0=$(cpu_ticks $pid) n0=$(wc -l < "$d/churn.out")
+	g "$G" "churn 6" 30
+	t1=$(date +%s.%N) c1=$(cpu_ticks $pid) n1=$(wc -l < "$d/churn.out")
+	echo "ticks $((c1 - c0)) hz $(getconf CLK_TCK) seconds $(awk "BEGIN {print $t1 - $t0}") samples $((n1 - n0))" > "$d/churn-cpu.txt"
+	grab "$G" CHURN 6
+	kill -INT $pid; wait $pid; echo $? > "$d/churn.rc"
+
+	say "$G: (i) recording onto a small full tmpfs"
+	mkdir -p /tmp/full && mount -t tmpfs -o size=128k tmpfs /tmp/full
+	"$VMARK" watch "$G" demo_tcp --every 20ms --count 60 --format json \
+		--record /tmp/full/rec.jsonl > "$d/full.out" 2> "$d/full.err"
+	echo $? > "$d/full.rc"
+	cp /tmp/full/rec.jsonl "$d/full-rec.jsonl"
+	umount /tmp/full
+
+	say "$G: (j) SIGTERM to a --pause watch"
+	"$VMARK" watch "$G" counter --every 2ms --pause --format json > "$d/pause.out" 2> "$d/pause.err" &
+	pid=$!
+	wait_ready "$d/pause.err" $pid && wait_lines "$d/pause.out" 50 30
+	kill -TERM $pid
+	wait $pid
+	echo $? > "$d/pause.rc"
+	xl list "$G" > "$d/pause-xl-list.txt" 2>&1
+	g "$G" "values P" && grab "$G" VAL P
+
+	say "$G: (k) the guest destroyed mid-watch"
+	g "$G" finish
+	"$VMARK" watch "$G" counter --every 50ms --format json --record "/tmp/$G-destroy.jsonl" \
+		> "$d/destroy.out" 2> "$d/destroy.err" &
+	pid=$!
+	wait_ready "$d/destroy.err" $pid && wait_lines "$d/destroy.out" 5 30
+	xl destroy "$G"
+	local i
+	for i in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.2; done
+	kill -0 $pid 2>/dev/null && { say "$G: the watch did not end after xl destroy"; kill -9 $pid; }
+	wait $pid
+	echo $? > "$d/destroy.rc"
+	cp "/tmp/$G-destroy.jsonl" "$d/destroy-rec.jsonl"
+	cp "$(log_of "$G")" "$d/console.log"
+	echo destroyed > "$d/destroyed"
+}
+
 up="" down=""
 # A trace of the guests' first seconds (HVM exits), for diagnosing a guest that dies
 # before its console works (tests/e2e/xentrace-exits.py reads it).
@@ -300,13 +410,16 @@ for G in $up; do
 		introspection "$G" dump
 	else
 		scenario "$G"
+		[ "$(cat "$OUT/$G/type")" = pv ] && faults "$G"
 	fi
+	[ -f "$OUT/$G/destroyed" ] && continue
 	g "$G" poweroff 10
 	wait_log "$G" "^VMARK-GUEST done" 30
 done
 for G in $down; do diagnose "$G"; done
 sleep 1
 for t in "$@"; do
+	[ -f "$OUT/vm-$t/destroyed" ] && continue
 	cp "$(log_of "vm-$t")" "$OUT/vm-$t/console.log" 2>/dev/null
 done
 xl dmesg > "$OUT/xl-dmesg.txt" 2>&1

@@ -44,6 +44,25 @@ lists() {
 	echo "VMARK-PS $1 END ps=$ps"
 	sed "s/^/VMARK-MOD $1 /" /proc/modules
 }
+# churn SECONDS: rewrites the published tree's generation in a loop, straight
+# through the xenbus device (raw XS_WRITE messages: type 11, no reply read), as
+# a hostile guest could; prints how many writes it made.
+churn() {
+	local end=$(($(date +%s) + $1)) i=0 p=data/vmark/generation v len
+	while [ "$(date +%s)" -lt "$end" ]; do
+		i=$((i + 1))
+		v=$((1000000 + i))
+		len=$((${#p} + 1 + ${#v}))
+		printf "\013\000\000\000\000\000\000\000\000\000\000\000\\$(printf %03o $len)\000\000\000%s\000%s" \
+			"$p" "$v" > /dev/xen/xenbus || return 1
+	done
+	echo "VMARK-CHURN 6 writes $i"
+}
+# finish: the end-of-run report, the guest staying up (dom0 destroys it).
+finish() {
+	dmesg | grep -iE 'vmark|marks_demo|BUG|WARNING|Oops' | sed 's/^/DMESG /'
+	echo "VMARK-GUEST done"
+}
 demo_in() { insmod /marks_demo.ko; }
 demo_out() { rmmod marks_demo; }
 helper_in() { insmod /vmark_helper.ko; }

@@ -66,9 +66,9 @@ impl GuestPs {
                 continue;
             };
             // /proc shows a workqueue worker as `kworker/0:0-<workqueue>`; its comm is
-            // `kworker/0:0`.
+            // `kworker/0:0`. A rescuer's comm is `kworker/R-<workqueue>` itself (6.12).
             let theirs = match name.split_once('-') {
-                Some((comm, _)) if name.starts_with("kworker/") => comm,
+                Some((comm, _)) if name.starts_with("kworker/") && our_name != name => comm,
                 _ => name,
             };
             if our_name != theirs {

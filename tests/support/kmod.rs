@@ -91,6 +91,19 @@ pub fn make_marked_module(
     extra: &[&str],
 ) -> Result<PathBuf, String> {
     let kdir = require_build_tools()?;
+    make_marked_module_in(&kdir, src, work, name, extra)
+}
+
+/// [`make_marked_module`] against the kernel build tree `kdir` (e.g. the headers of a
+/// kernel unpacked by `tests/fetch-kernels.sh`).
+pub fn make_marked_module_in(
+    kdir: &Path,
+    src: &Path,
+    work: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<PathBuf, String> {
+    require_build_tools()?;
     let bin = vmark_build_binary()?;
     copy_sources(src, work)?;
     let out = Command::new("make")

@@ -55,8 +55,9 @@ enum Value {
     I64(u32),
     /// `_Bool`.
     Bool(u32),
-    /// A pointer: `"0x…"`.
+    /// A pointer: `"0x…"` (8 bytes; `Ptr32`: 4 bytes, of a 32-bit guest).
     Ptr(u32),
+    Ptr32(u32),
     /// A bitfield of at most 64 bits within at most 8 bytes.
     Bits(BitKind, Bits),
     /// `[a,b,…]`: `count` (at least one) elements of one kind from `offset` on.
@@ -80,6 +81,7 @@ enum Num {
     I64,
     Bool,
     Ptr,
+    Ptr32,
 }
 
 impl Num {
@@ -91,7 +93,7 @@ impl Num {
             Num::I16 => 6,
             Num::U32 => 10,
             Num::I32 => 11,
-            Num::U64 | Num::I64 | Num::Ptr => 20,
+            Num::U64 | Num::I64 | Num::Ptr | Num::Ptr32 => 20,
             Num::Bool => 5,
         }
     }
@@ -360,6 +362,7 @@ impl Program {
                 Value::I64(o) => leaf(w, bytes, o, |w, b| dec_signed(w, i64::from_le_bytes(b))),
                 Value::Bool(o) => leaf::<1>(w, bytes, o, |w, b| boolean(w, b[0] != 0)),
                 Value::Ptr(o) => leaf(w, bytes, o, |w, b| ptr(w, u64::from_le_bytes(b))),
+                Value::Ptr32(o) => leaf(w, bytes, o, |w, b| ptr(w, u32::from_le_bytes(b).into())),
                 Value::Bits(kind, bits) => match read_bits(bytes, bits) {
                     Some(v) => match kind {
                         BitKind::Unsigned => dec(w, v),
@@ -410,6 +413,10 @@ impl Program {
                         Num::Ptr => run!(buf, pos, bytes, offset, count, 8, |w, b| ptr(
                             w,
                             u64::from_le_bytes(b)
+                        )),
+                        Num::Ptr32 => run!(buf, pos, bytes, offset, count, 4, |w, b| ptr(
+                            w,
+                            u32::from_le_bytes(b).into()
                         )),
                     }
                 }
@@ -462,6 +469,7 @@ fn compile_leaf(op: &Op) -> Compiled {
                 Num::I64 => Value::I64(o),
                 Num::Bool => Value::Bool(o),
                 Num::Ptr => Value::Ptr(o),
+                Num::Ptr32 => Value::Ptr32(o),
             }),
             _ => Compiled::Generic,
         },
@@ -475,7 +483,7 @@ fn compile_leaf(op: &Op) -> Compiled {
                 Scalar::Int(_) | Scalar::Enum(_, true, _) => BitKind::Signed,
                 Scalar::Bool => BitKind::Bool,
                 // A pointer bitfield renders in hex, through the generic path.
-                Scalar::Ptr => return Compiled::Generic,
+                Scalar::Ptr(_) => return Compiled::Generic,
                 _ => BitKind::Unsigned,
             };
             let shift = (bit_offset % 8) as u8;
@@ -535,7 +543,8 @@ fn num(scalar: Scalar) -> Option<Num> {
         Scalar::UInt(4) | Scalar::Enum(4, false, _) | Scalar::RawFloat(4) => Num::U32,
         Scalar::UInt(8) | Scalar::Enum(8, false, _) | Scalar::RawFloat(8) => Num::U64,
         Scalar::Bool => Num::Bool,
-        Scalar::Ptr => Num::Ptr,
+        Scalar::Ptr(8) => Num::Ptr,
+        Scalar::Ptr(4) => Num::Ptr32,
         _ => return None,
     })
 }
@@ -553,6 +562,7 @@ fn value_bound(value: Value) -> usize {
         Value::I64(_) => Num::I64.bound(),
         Value::Bool(_) => Num::Bool.bound(),
         Value::Ptr(_) => Num::Ptr.bound(),
+        Value::Ptr32(_) => Num::Ptr32.bound(),
         Value::Bits(..) => 20,
         // `[`, the elements each with a `,` or the `]`.
         Value::Run { num, count, .. } => (count as usize).saturating_mul(num.bound() + 1) + 1,

@@ -76,7 +76,8 @@ fn write_value(op: &Op, bytes: &[u8], out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                match read_scalar(bytes, offset + i * step, *scalar, None) {
+                let at = i.checked_mul(step).and_then(|d| offset.checked_add(d));
+                match at.and_then(|at| read_scalar(bytes, at, *scalar, None)) {
                     Some(leaf) => write_leaf(out, leaf, *scalar),
                     None => out.push_str("null"),
                 }
@@ -109,7 +110,7 @@ fn write_leaf(out: &mut String, leaf: Leaf, scalar: Scalar) {
         Leaf::Int(v) => {
             let _ = write!(out, "{v}");
         }
-        Leaf::UInt(v) if scalar == Scalar::Ptr => {
+        Leaf::UInt(v) if matches!(scalar, Scalar::Ptr(_)) => {
             let _ = write!(out, "\"{:#x}\"", v as u64);
         }
         Leaf::UInt(v) => {

@@ -12,7 +12,8 @@
 //! has; kinds it has no use for (FUNC, VAR, DATASEC, DECL_TAG) become `void` placeholders
 //! and TYPE_TAG is transparent (its id maps to what it tags).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use vmark_proto::limits;
 use vmark_proto::{
     AggregateKind, ArrayBound, BaseEncoding, Bitfield, Enumerator, Member, Qualifier, Type, TypeId,
     TypeTable,
@@ -20,10 +21,10 @@ use vmark_proto::{
 
 /// BTF magic (little-endian bytes 9f eb).
 pub const BTF_MAGIC: u16 = 0xeb9f;
-/// Most types accepted.
-const MAX_TYPES: usize = 1 << 21;
+/// Most types accepted ([`vmark_proto::limits::BTF_MAX_TYPES`]).
+const MAX_TYPES: usize = limits::BTF_MAX_TYPES;
 /// Longest modifier/typedef chain followed while folding arrays or resolving tags.
-const MAX_CHAIN: usize = 32;
+const MAX_CHAIN: usize = limits::BTF_MAX_CHAIN;
 
 /// Why BTF could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,8 +126,21 @@ impl Btf {
         let conv = Converter {
             raws: &raws,
             strings,
+            pointer_size: pointer_size(&raws, strings),
         };
         conv.build()
+    }
+
+    /// A `Btf` over an already built type table (validated, then indexed by name): for
+    /// types from another source, tests and fuzzing.
+    pub fn from_types(types: TypeTable) -> Result<Self, BtfError> {
+        types.validate()?;
+        let mut by_name: HashMap<String, TypeId> = HashMap::new();
+        for i in 0..types.len() {
+            let id = TypeId(i as u32);
+            index_name(&types, &mut by_name, id);
+        }
+        Ok(Btf { types, by_name })
     }
 
     /// Reads and parses a BTF file such as `/sys/kernel/btf/vmlinux`.
@@ -159,39 +173,122 @@ impl Btf {
     }
 
     /// Byte offset of a member path (`"mm"`, `"se.vruntime"`, anonymous members looked
-    /// through) inside struct or union `ty`, with the member's type.
+    /// through) inside struct or union `ty`, with the member's type. Each step visits every
+    /// aggregate at most once and at most [`limits::BTF_MAX_MEMBER_VISITS`] members, so a
+    /// crafted blob (anonymous members nested many times over) cannot make it slow; a
+    /// lookup over that budget finds nothing.
+    ///
+    /// A part may index an array member: `mem[1].size` (Linux 6.4's `struct module`).
     pub fn member_offset(&self, ty: TypeId, path: &str) -> Option<(u64, TypeId)> {
         let mut cur = ty;
         let mut offset = 0u64;
         for part in path.split('.') {
-            let (o, t) = find_member(&self.types, self.types.resolve(cur), part, 0)?;
+            let (name, index) = match part.split_once('[') {
+                Some((n, rest)) => (n, Some(rest.strip_suffix(']')?.parse::<u64>().ok()?)),
+                None => (part, None),
+            };
+            let mut search = MemberSearch {
+                types: &self.types,
+                name,
+                searched: HashSet::new(),
+                visits: limits::BTF_MAX_MEMBER_VISITS,
+            };
+            let (o, t) = search.find(self.types.resolve(cur), 0)?;
             offset = offset.checked_add(o)?;
             cur = t;
+            if let Some(i) = index {
+                let array = self.types.resolve(cur);
+                let Some(Type::Array { element, dims }) = self.types.get(array) else {
+                    return None;
+                };
+                let count = match dims.first()? {
+                    ArrayBound::Count(n) if i < *n => *n,
+                    _ => return None,
+                };
+                // One element of the outer dimension: the whole array's size over its count.
+                let stride = self.types.size_of(array)? / count;
+                offset = offset.checked_add(i.checked_mul(stride)?)?;
+                cur = if dims.len() == 1 {
+                    *element
+                } else {
+                    return None;
+                };
+            }
         }
         Some((offset, cur))
     }
-}
 
-/// Finds a named member, descending into anonymous struct/union members.
-fn find_member(types: &TypeTable, agg: TypeId, name: &str, depth: usize) -> Option<(u64, TypeId)> {
-    if depth > MAX_CHAIN {
-        return None;
-    }
-    let Some(Type::Aggregate { members, .. }) = types.get(agg) else {
-        return None;
-    };
-    for m in members {
-        match &m.name {
-            Some(n) if n == name => return Some((m.offset, m.ty)),
-            None => {
-                if let Some((o, t)) = find_member(types, types.resolve(m.ty), name, depth + 1) {
-                    return Some((m.offset + o, t));
-                }
-            }
-            _ => {}
+    /// Number of elements of the array member at `path` in `ty` (outer dimension).
+    pub fn member_count(&self, ty: TypeId, path: &str) -> Option<u64> {
+        let (_, t) = self.member_offset(ty, path)?;
+        match self.types.get(self.types.resolve(t)) {
+            Some(Type::Array { dims, .. }) => match dims.first()? {
+                ArrayBound::Count(n) => Some(*n),
+                ArrayBound::Flexible => None,
+            },
+            _ => None,
         }
     }
-    None
+}
+
+/// Adds type `id` of `types` to the name index: the first definition wins, except that a
+/// complete struct/union/enum replaces a forward declaration or typedef of the same name.
+fn index_name(types: &TypeTable, by_name: &mut HashMap<String, TypeId>, id: TypeId) {
+    let Some(ty) = types.get(id) else {
+        return;
+    };
+    let complete = matches!(ty, Type::Aggregate { .. } | Type::Enum { .. });
+    let name = match ty {
+        Type::Aggregate { name: Some(n), .. }
+        | Type::Opaque { name: Some(n), .. }
+        | Type::Enum { name: Some(n), .. } => n,
+        Type::Typedef { name, .. } => name,
+        _ => return,
+    };
+    let existing_complete = by_name.get(name).is_some_and(|t| {
+        matches!(
+            types.get(*t),
+            Some(Type::Aggregate { .. } | Type::Enum { .. })
+        )
+    });
+    if !by_name.contains_key(name) || (complete && !existing_complete) {
+        by_name.insert(name.clone(), id);
+    }
+}
+
+/// One by-name member lookup: depth-first through anonymous members, remembering the
+/// aggregates already searched (a second visit of one cannot find what the first did not).
+struct MemberSearch<'a> {
+    types: &'a TypeTable,
+    name: &'a str,
+    searched: HashSet<TypeId>,
+    visits: usize,
+}
+
+impl MemberSearch<'_> {
+    /// Finds the member in aggregate `agg`, descending into anonymous struct/union members.
+    fn find(&mut self, agg: TypeId, depth: usize) -> Option<(u64, TypeId)> {
+        if depth > MAX_CHAIN || !self.searched.insert(agg) {
+            return None;
+        }
+        let types = self.types;
+        let Some(Type::Aggregate { members, .. }) = types.get(agg) else {
+            return None;
+        };
+        for m in members {
+            self.visits = self.visits.checked_sub(1)?;
+            match &m.name {
+                Some(n) if n == self.name => return Some((m.offset, m.ty)),
+                None => {
+                    if let Some((o, t)) = self.find(types.resolve(m.ty), depth + 1) {
+                        return Some((m.offset.checked_add(o)?, t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 /// Splits the type section into records; record `i` is BTF type id `i + 1`.
@@ -211,7 +308,7 @@ fn split_types(sec: &[u8]) -> Result<Vec<Raw<'_>>, BtfError> {
             reason: r.to_string(),
         };
         let head = sec
-            .get(at..at + 12)
+            .get(at..at.saturating_add(12))
             .ok_or_else(|| bad("truncated header"))?;
         let info = u32_at(head, 4);
         let kind = (info >> 24) & 0x1f;
@@ -232,8 +329,10 @@ fn split_types(sec: &[u8]) -> Result<Vec<Raw<'_>>, BtfError> {
             | kind::TYPE_TAG => 0,
             other => return Err(bad(&format!("unknown kind {other}"))),
         };
-        let extra = sec
-            .get(at + 12..at + 12 + extra_len)
+        let extra_start = at + 12; // at + 12 <= sec.len(): the header was read
+        let extra = extra_start
+            .checked_add(extra_len)
+            .and_then(|end| sec.get(extra_start..end))
             .ok_or_else(|| bad("truncated data"))?;
         out.push(Raw {
             name_off: u32_at(head, 0),
@@ -243,7 +342,7 @@ fn split_types(sec: &[u8]) -> Result<Vec<Raw<'_>>, BtfError> {
             size_or_type: u32_at(head, 8),
             extra,
         });
-        at += 12 + extra_len;
+        at = extra_start + extra_len;
     }
     Ok(out)
 }
@@ -251,6 +350,26 @@ fn split_types(sec: &[u8]) -> Result<Vec<Raw<'_>>, BtfError> {
 struct Converter<'a> {
     raws: &'a [Raw<'a>],
     strings: &'a [u8],
+    /// Bytes of a pointer: BTF does not say, `long` does (it is pointer-sized on every
+    /// Linux ABI), so a 32-bit kernel's BTF gets 4-byte pointers.
+    pointer_size: u64,
+}
+
+/// The size of C `long` in `raws` (an INT named `long int` or `long unsigned int`), 8
+/// when there is none.
+fn pointer_size(raws: &[Raw<'_>], strings: &[u8]) -> u64 {
+    for r in raws.iter().filter(|r| r.kind == kind::INT) {
+        let name = strings
+            .get(r.name_off as usize..)
+            .and_then(|t| t.get(..t.len().min(32)))
+            .and_then(|t| t.split(|&b| b == 0).next());
+        if matches!(name, Some(b"long int" | b"long unsigned int"))
+            && matches!(r.size_or_type, 4 | 8)
+        {
+            return u64::from(r.size_or_type);
+        }
+    }
+    8
 }
 
 impl<'a> Converter<'a> {
@@ -258,11 +377,15 @@ impl<'a> Converter<'a> {
         self.raws.get((id as usize).checked_sub(1)?)
     }
 
+    /// The NUL-terminated string at `off`, at most [`limits::BTF_MAX_NAME_LEN`] bytes: the
+    /// search for its NUL is bounded, so many names pointing into one long run cost
+    /// linear time, not quadratic.
     fn string(&self, off: u32) -> Result<&'a str, BtfError> {
         let tail = self
             .strings
             .get(off as usize..)
             .ok_or(BtfError::String(off))?;
+        let tail = &tail[..tail.len().min(limits::BTF_MAX_NAME_LEN + 1)];
         let end = tail
             .iter()
             .position(|&b| b == 0)
@@ -302,28 +425,8 @@ impl<'a> Converter<'a> {
         for (i, r) in self.raws.iter().enumerate() {
             let id = i as u32 + 1;
             let ty = self.convert(id, r)?;
-            let complete = matches!(ty, Type::Aggregate { .. } | Type::Enum { .. });
-            let name = match &ty {
-                Type::Aggregate { name: Some(n), .. }
-                | Type::Opaque { name: Some(n), .. }
-                | Type::Enum { name: Some(n), .. } => Some(n.clone()),
-                Type::Typedef { name, .. } => Some(name.clone()),
-                _ => None,
-            };
-            if let Some(n) = name {
-                // First definition wins, except that a complete struct/union/enum replaces
-                // a forward declaration or typedef of the same name.
-                let existing_complete = by_name.get(&n).is_some_and(|t| {
-                    matches!(
-                        types.get(*t),
-                        Some(Type::Aggregate { .. } | Type::Enum { .. })
-                    )
-                });
-                if !by_name.contains_key(&n) || (complete && !existing_complete) {
-                    by_name.insert(n, TypeId(id));
-                }
-            }
             types.push(ty);
+            index_name(&types, &mut by_name, TypeId(id));
         }
         types.validate()?;
         Ok(Btf { types, by_name })
@@ -369,7 +472,7 @@ impl<'a> Converter<'a> {
             },
             kind::PTR => Type::Pointer {
                 target: self.target(id, r.size_or_type)?,
-                size: 8,
+                size: self.pointer_size,
             },
             kind::ARRAY => {
                 let mut dims = vec![ArrayBound::Count(u64::from(u32_at(r.extra, 8)))];
@@ -620,5 +723,118 @@ mod tests {
         let n = blob.len();
         blob[n - 5..n - 1].copy_from_slice(&1u32.to_le_bytes());
         assert!(Btf::parse(&blob).is_ok());
+    }
+
+    /// A minimal blob: `types` records (already encoded) and `strings`.
+    fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x9f, 0xeb, 1, 0];
+        b.extend_from_slice(&24u32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(types.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        b.extend_from_slice(types);
+        b.extend_from_slice(strings);
+        b
+    }
+
+    #[test]
+    fn names_are_bounded_and_many_names_into_one_run_stay_linear() {
+        // An INT type named by offset 1 of a 2000-byte run without NUL: refused.
+        let mut int = Vec::new();
+        int.extend_from_slice(&1u32.to_le_bytes()); // name_off
+        int.extend_from_slice(&(kind::INT << 24).to_le_bytes());
+        int.extend_from_slice(&4u32.to_le_bytes()); // size
+        int.extend_from_slice(&32u32.to_le_bytes()); // 32 bits
+        let mut strings = vec![0u8];
+        strings.extend(vec![b'a'; 2000]);
+        strings.push(0);
+        assert_eq!(
+            Btf::parse(&blob(&int, &strings)).err(),
+            Some(BtfError::String(1))
+        );
+        // 100k types all named by one 200-byte name: accepted.
+        let mut strings = vec![0u8];
+        strings.extend(vec![b'a'; 200]);
+        strings.push(0);
+        let many: Vec<u8> = int
+            .iter()
+            .copied()
+            .cycle()
+            .take(int.len() * 100_000)
+            .collect();
+        let btf = Btf::parse(&blob(&many, &strings)).unwrap();
+        assert_eq!(btf.types().len(), 100_001);
+    }
+
+    #[test]
+    fn member_lookup_through_nested_anonymous_members_is_linear() {
+        // S0 { int x; }, union S(k+1) { S(k); S(k); } (both anonymous): 2^30 paths lead
+        // to S0 in S30; each aggregate is searched once.
+        let mut t = TypeTable::new();
+        t.push(Type::Void);
+        let int = t.push(Type::Base {
+            name: "int".into(),
+            size: 4,
+            encoding: BaseEncoding::Signed,
+        });
+        let member = |name: Option<&str>, ty, offset| Member {
+            name: name.map(Into::into),
+            ty,
+            offset,
+            bitfield: None,
+        };
+        let mut cur = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("s0".into()),
+            size: 4,
+            members: vec![member(Some("x"), int, 0)],
+        });
+        for k in 1..=30 {
+            cur = t.push(Type::Aggregate {
+                kind: AggregateKind::Union,
+                name: Some(format!("s{k}")),
+                size: 4,
+                members: vec![member(None, cur, 0), member(None, cur, 0)],
+            });
+        }
+        let btf = Btf::from_types(t).unwrap();
+        let top = btf.find("union s30").unwrap();
+        assert_eq!(btf.member_offset(top, "x"), Some((0, int)));
+        assert_eq!(btf.member_offset(top, "missing"), None);
+    }
+
+    #[test]
+    fn array_members_are_indexed() {
+        let btf =
+            Btf::from_file(std::path::Path::new(VMLINUX)).expect("parse /sys/kernel/btf/vmlinux");
+        let task = btf.find("task_struct").unwrap();
+        let (comm, _) = btf.member_offset(task, "comm").unwrap();
+        assert_eq!(
+            btf.member_offset(task, "comm[3]").map(|(o, _)| o),
+            Some(comm + 3)
+        );
+        assert_eq!(btf.member_count(task, "comm"), Some(16));
+        assert_eq!(btf.member_offset(task, "comm[16]"), None);
+        assert_eq!(btf.member_offset(task, "pid[0]"), None);
+    }
+
+    #[test]
+    fn pointers_are_as_wide_as_long() {
+        // INT "long int" of 4 bytes (a 32-bit kernel), then a pointer to it.
+        let mut types = Vec::new();
+        types.extend_from_slice(&1u32.to_le_bytes());
+        types.extend_from_slice(&(kind::INT << 24).to_le_bytes());
+        types.extend_from_slice(&4u32.to_le_bytes());
+        types.extend_from_slice(&((1u32 << 24) | 32).to_le_bytes());
+        types.extend_from_slice(&0u32.to_le_bytes());
+        types.extend_from_slice(&(kind::PTR << 24).to_le_bytes());
+        types.extend_from_slice(&1u32.to_le_bytes());
+        let btf = Btf::parse(&blob(&types, b"\0long int\0")).unwrap();
+        assert_eq!(btf.types().size_of(TypeId(2)), Some(4));
+        let btf = Btf::from_file(std::path::Path::new(VMLINUX)).unwrap();
+        let task = btf.find("task_struct").unwrap();
+        let (_, mm) = btf.member_offset(task, "mm").unwrap();
+        assert_eq!(btf.types().size_of(mm), Some(8));
     }
 }

@@ -1,40 +1,88 @@
 //! The guest kernel's own symbol table, read out of memory: compressed kallsyms.
 //!
-//! Linux 6.1 (`CONFIG_KALLSYMS_BASE_RELATIVE`) emits, in `.rodata` and in this order
-//! (scripts/kallsyms.c; each label 8-byte aligned):
+//! `scripts/kallsyms.c` emits these tables into `.rodata` (each label `.balign 8` on 64-bit
+//! kernels; on 32-bit ones `.balign 4`, with a 4-byte `kallsyms_relative_base`; both are
+//! read):
 //!
 //! ```text
-//! kallsyms_offsets[num]        s32: relative to kallsyms_relative_base
-//! kallsyms_relative_base       u64 (relocated by KASLR: the runtime value)
-//! kallsyms_num_syms            u32
-//! kallsyms_names               per symbol: length (1 byte, or 2 if bit 7 is set), token indices
-//! kallsyms_markers[(num+255)/256]  offset in names of every 256th symbol (u32 or u64)
-//! kallsyms_token_table         256 NUL-terminated token strings
-//! kallsyms_token_index[256]    u16 offset of each token in the table
+//! kallsyms_offsets[num]          s32, relative to kallsyms_relative_base
+//! kallsyms_relative_base         u64 (relocated by KASLR: the runtime value)
+//! kallsyms_num_syms              u32
+//! kallsyms_names                 per symbol: length (ULEB128, 1 or 2 bytes), token indices
+//! kallsyms_markers[(num+255)/256] offset in names of every 256th symbol (u32; u64 before 4.20)
+//! kallsyms_seqs_of_names[num]    6.2 and 6.3 only here (4, then 3 bytes per symbol)
+//! kallsyms_token_table           256 NUL-terminated token strings
+//! kallsyms_token_index[256]      u16 offset of each token in the table
 //! ```
+//!
+//! That is the order up to Linux 6.3 (and 6.1 stable). Linux 6.4 ("scripts/kallsyms:
+//! change the output order") moved the offsets, the relative base and the (3-byte)
+//! `kallsyms_seqs_of_names` after the token index; 6.11 dropped the absolute
+//! `kallsyms_addresses` variant altogether. Both orders are read; which one a kernel uses is
+//! found from the tables themselves, not from a version number.
 //!
 //! Finding them without a symbol file (the approach of tools such as vmlinux-to-elf's
 //! kallsyms finder): scan for the run of single-digit tokens `"0\01\0...9\0"` that every
 //! token table holds, find the token index after it (an increasing `u16[256]` starting at 0
 //! whose entries point at token starts), then walk backwards: markers (an increasing array
 //! starting at 0), then `num_syms` (the count consistent with the number of markers, with
-//! names that decode to exactly the marker offsets), then the relative base and offsets.
-//! Every step is checked against the next, and every read is bounded by the window.
+//! names that decode to exactly the marker offsets and end where the markers start), then
+//! the relative base and offsets in either place.
+//!
+//! Guest memory is hostile: every signature hit is a candidate, every candidate is tried
+//! (a bad one is recorded and the search goes on), and the search is bounded by the
+//! budgets of [`vmark_proto::limits`]: bytes scanned, candidates examined, bytes read into
+//! candidate windows, steps per candidate, and decoded name length and volume. Over a
+//! budget is an error naming the candidate; when no candidate decodes, the error lists what
+//! was tried and why each failed.
 
 use super::phys::{MemError, PhysicalMemory, Region};
-use super::symbols::{Symbol, SymbolError, SymbolTable};
+use super::symbols::{Symbol, SymbolError, SymbolTable, MAX_SYMBOLS};
+use std::ops::ControlFlow;
+use vmark_proto::limits::{
+    KALLSYMS_MAX_CANDIDATES, KALLSYMS_MAX_NAME_BYTES, KALLSYMS_MAX_NAME_LEN,
+    KALLSYMS_MAX_READ_BYTES, KALLSYMS_MAX_SCAN_BYTES, KALLSYMS_MAX_STEPS, KALLSYMS_WINDOW_AFTER,
+    KALLSYMS_WINDOW_BEFORE,
+};
 
 /// The run of single-digit tokens every token table contains.
 pub const TOKEN_SIGNATURE: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00";
 
-/// Bytes read before a signature hit (offsets + names + markers fit in this).
-const WINDOW_BEFORE: u64 = 16 << 20;
-/// Bytes read after it (rest of the token table and the index).
-const WINDOW_AFTER: u64 = 64 << 10;
 /// Largest chunk read while scanning.
 const SCAN_CHUNK: u64 = 8 << 20;
-/// Most signature hits examined.
-const MAX_HITS: usize = 64;
+/// A token table is at most 64 KiB (its index is `u16`): bytes read around a signature hit
+/// to find the table and its index.
+const TOKEN_TABLE_SPAN: u64 = 64 << 10;
+/// Size of `kallsyms_token_index`.
+const TOKEN_INDEX_BYTES: usize = 512;
+/// Largest label alignment of the tables (`ALGN`: `.balign 8` on 64-bit kernels, 4 on
+/// 32-bit ones).
+const ALIGN: u64 = 8;
+
+/// What a kernel's word size changes in the tables: label alignment and the width of
+/// `kallsyms_relative_base` (`PTR`), and where kernel addresses start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordSize {
+    /// Bytes per word (8 or 4): also the label alignment.
+    pub bytes: usize,
+    /// Lowest kernel-half address: `relative_base` below it is not a kernel's.
+    pub min_kernel: u64,
+}
+
+/// x86-64 (and every 64-bit kernel): the kernel half starts at `0xffff8000_00000000`.
+pub const WORD_64: WordSize = WordSize {
+    bytes: 8,
+    min_kernel: 0xffff_8000_0000_0000,
+};
+/// i386 and other 32-bit kernels: `PAGE_OFFSET` is at least 1 GiB (`VMSPLIT_1G`).
+pub const WORD_32: WordSize = WordSize {
+    bytes: 4,
+    min_kernel: 0x4000_0000,
+};
+/// Fewest symbols a real kernel table has (fewer is taken for a chance match).
+const MIN_SYMBOLS: usize = 256;
+/// Candidates whose failure is spelled out in [`KallsymsError::NoneConsistent`].
+const MAX_REPORTED: usize = 8;
 
 /// Why kallsyms could not be found or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,20 +90,72 @@ pub enum KallsymsError {
     /// Reading memory failed.
     #[error(transparent)]
     Memory(#[from] MemError),
-    /// No token table signature in memory.
-    #[error("no kallsyms token table found in guest memory")]
-    NotFound,
-    /// A token table was found but the tables around it do not decode consistently.
+    /// No token table signature anywhere in memory.
+    #[error("no kallsyms token table found in guest memory ({scanned:#x} bytes scanned)")]
+    NotFound {
+        /// Bytes scanned.
+        scanned: u64,
+    },
+    /// One candidate: a token table was found but the tables around it do not decode
+    /// consistently.
     #[error("kallsyms tables near physical {paddr:#x} are inconsistent: {reason}")]
     Inconsistent {
-        /// Where the token table is.
+        /// Where the signature is.
         paddr: u64,
         /// Which check failed.
         reason: String,
     },
+    /// One candidate, or the search, went over one of vmark's budgets.
+    #[error("kallsyms search at physical {paddr:#x}: over the budget of {limit} {what}")]
+    OverBudget {
+        /// Where the candidate's signature is (for the search: where it stopped).
+        paddr: u64,
+        /// What was counted.
+        what: &'static str,
+        /// The budget.
+        limit: u64,
+    },
+    /// Signature hits were found but none of them decodes.
+    #[error("no consistent kallsyms tables in guest memory: {}", describe(*.candidates, tried, stopped.as_deref()))]
+    NoneConsistent {
+        /// Candidates examined.
+        candidates: usize,
+        /// Why the first few failed.
+        tried: Vec<KallsymsError>,
+        /// Why the search itself stopped early, if it did.
+        stopped: Option<Box<KallsymsError>>,
+    },
     /// Symbol table limits.
     #[error(transparent)]
     Symbols(#[from] SymbolError),
+}
+
+fn describe(candidates: usize, tried: &[KallsymsError], stopped: Option<&KallsymsError>) -> String {
+    let mut s = format!("{candidates} token-table candidate(s) tried");
+    for e in tried {
+        s.push_str("; ");
+        s.push_str(&e.to_string());
+    }
+    if candidates > tried.len() {
+        s.push_str(&format!("; and {} more", candidates - tried.len()));
+    }
+    if let Some(e) = stopped {
+        s.push_str(&format!("; the search stopped: {e}"));
+    }
+    s.push_str(
+        " (layouts read: 64- and 32-bit base-relative kallsyms, offsets before \
+         kallsyms_num_syms as in Linux <= 6.3 or after the token index as in 6.4+)",
+    );
+    s
+}
+
+/// Where the offsets and relative base are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Before `kallsyms_num_syms` (Linux up to 6.3, and 6.1 stable).
+    OffsetsFirst,
+    /// After `kallsyms_token_index` (Linux 6.4 and later).
+    OffsetsAfterIndex,
 }
 
 /// Where the tables were found (physical addresses) and what they hold.
@@ -70,56 +170,197 @@ pub struct Kallsyms {
     /// Whether offsets use the absolute-percpu encoding
     /// (`CONFIG_KALLSYMS_ABSOLUTE_PERCPU`).
     pub absolute_percpu: bool,
+    /// Which table order the kernel uses.
+    pub layout: Layout,
+    /// Bytes per entry of `kallsyms_seqs_of_names` between the markers and the token
+    /// table (0 when it is elsewhere or absent).
+    pub seqs_between: usize,
+    /// The kernel's word size, as the tables' layout shows it.
+    pub word: WordSize,
     /// The decoded symbols.
     pub symbols: SymbolTable,
 }
 
-/// Scans all of `mem` for kallsyms and decodes the first consistent set of tables.
-pub fn find(mem: &dyn PhysicalMemory) -> Result<Kallsyms, KallsymsError> {
-    let hits = scan(mem, TOKEN_SIGNATURE, MAX_HITS)?;
-    if hits.is_empty() {
-        return Err(KallsymsError::NotFound);
-    }
-    let mut last_err = KallsymsError::NotFound;
-    for hit in hits {
-        match decode_at(mem, hit) {
-            Ok(k) => return Ok(k),
-            Err(e) => last_err = e,
-        }
-    }
-    Err(last_err)
+/// The budgets of one kallsyms search. [`SearchBudget::default`] is vmark's
+/// ([`vmark_proto::limits`]); smaller ones are for tests and fuzzing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchBudget {
+    /// Bytes of memory scanned for signatures.
+    pub scan_bytes: u64,
+    /// Signature hits examined.
+    pub candidates: usize,
+    /// Bytes read into candidate windows, all candidates together.
+    pub read_bytes: u64,
+    /// Steps of one candidate.
+    pub steps: u64,
 }
 
-/// Physical addresses where `needle` occurs (at most `max`), scanning every region in
-/// chunks. Holes are skipped.
-pub fn scan(mem: &dyn PhysicalMemory, needle: &[u8], max: usize) -> Result<Vec<u64>, MemError> {
-    let mut hits = Vec::new();
+impl Default for SearchBudget {
+    fn default() -> Self {
+        SearchBudget {
+            scan_bytes: KALLSYMS_MAX_SCAN_BYTES,
+            candidates: KALLSYMS_MAX_CANDIDATES,
+            read_bytes: KALLSYMS_MAX_READ_BYTES,
+            steps: KALLSYMS_MAX_STEPS,
+        }
+    }
+}
+
+/// Scans all of `mem` for kallsyms and decodes the first consistent set of tables. Every
+/// signature hit is tried (within [`KALLSYMS_MAX_CANDIDATES`]) before the search fails.
+pub fn find(mem: &dyn PhysicalMemory) -> Result<Kallsyms, KallsymsError> {
+    find_within(mem, &SearchBudget::default())
+}
+
+/// [`find`] within `budget`.
+pub fn find_within(
+    mem: &dyn PhysicalMemory,
+    budget: &SearchBudget,
+) -> Result<Kallsyms, KallsymsError> {
+    let mut candidates = 0usize;
+    let mut tried: Vec<KallsymsError> = Vec::new();
+    let mut read_budget = budget.read_bytes;
+    let mut stopped: Option<KallsymsError> = None;
+    let mut found = None;
+    let scan = scan_each(mem, TOKEN_SIGNATURE, budget.scan_bytes, &mut |hit| {
+        if candidates >= budget.candidates {
+            stopped = Some(KallsymsError::OverBudget {
+                paddr: hit,
+                what: "candidates",
+                limit: budget.candidates as u64,
+            });
+            return ControlFlow::Break(());
+        }
+        candidates += 1;
+        match decode_at(mem, hit, &mut read_budget, budget) {
+            Ok(k) => {
+                found = Some(k);
+                ControlFlow::Break(())
+            }
+            Err(e) => {
+                let search_over =
+                    matches!(e, KallsymsError::OverBudget { what, .. } if what == READ_BUDGET);
+                if tried.len() < MAX_REPORTED {
+                    tried.push(e.clone());
+                }
+                if search_over {
+                    stopped = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            }
+        }
+    })?;
+    if let Some(k) = found {
+        return Ok(k);
+    }
+    if let ScanEnd::OverBudget { at } = scan.end {
+        stopped.get_or_insert(KallsymsError::OverBudget {
+            paddr: at,
+            what: "bytes scanned",
+            limit: budget.scan_bytes,
+        });
+    }
+    if candidates == 0 && stopped.is_none() {
+        return Err(KallsymsError::NotFound {
+            scanned: scan.scanned,
+        });
+    }
+    Err(KallsymsError::NoneConsistent {
+        candidates,
+        tried,
+        stopped: stopped.map(Box::new),
+    })
+}
+
+const READ_BUDGET: &str = "bytes read into candidate windows";
+
+/// How a scan ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every region was scanned.
+    Complete,
+    /// The visitor stopped it.
+    Stopped,
+    /// [`KALLSYMS_MAX_SCAN_BYTES`]-like budget reached at this address.
+    OverBudget {
+        /// Where scanning stopped.
+        at: u64,
+    },
+}
+
+/// What a scan did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Bytes read.
+    pub scanned: u64,
+    /// Why it ended.
+    pub end: ScanEnd,
+}
+
+/// Calls `visit` with each physical address where `needle` occurs, in address order,
+/// scanning every region in chunks (holes and unreadable chunks are skipped), until `visit`
+/// breaks or `max_bytes` have been read.
+pub fn scan_each(
+    mem: &dyn PhysicalMemory,
+    needle: &[u8],
+    max_bytes: u64,
+    visit: &mut dyn FnMut(u64) -> ControlFlow<()>,
+) -> Result<ScanReport, MemError> {
+    let mut scanned = 0u64;
+    let done = |scanned, end| Ok(ScanReport { scanned, end });
     if needle.is_empty() {
-        return Ok(hits);
+        return done(0, ScanEnd::Complete);
     }
     let overlap = needle.len() as u64 - 1;
     let mut buf = Vec::new();
+    let mut last_hit: Option<u64> = None;
     for Region { start, len } in mem.regions() {
         let end = start.saturating_add(len);
         let mut at = start;
         while at < end {
-            let n = (end - at).min(SCAN_CHUNK + overlap);
+            let Some(left) = max_bytes.checked_sub(scanned).filter(|&l| l > 0) else {
+                return done(scanned, ScanEnd::OverBudget { at });
+            };
+            let n = (end - at).min(SCAN_CHUNK + overlap).min(left);
             buf.resize(n as usize, 0);
+            scanned += n;
             if mem.read(at, &mut buf).is_ok() {
                 for i in find_all(&buf, needle) {
-                    hits.push(at + i as u64);
-                    if hits.len() >= max {
-                        return Ok(hits);
+                    let hit = at + i as u64;
+                    if last_hit.is_some_and(|l| hit <= l) {
+                        continue;
+                    }
+                    last_hit = Some(hit);
+                    if visit(hit).is_break() {
+                        return done(scanned, ScanEnd::Stopped);
                     }
                 }
             }
-            if n <= overlap {
+            if at + n >= end || n <= overlap {
                 break;
             }
             at += n - overlap;
         }
     }
-    hits.dedup();
+    done(scanned, ScanEnd::Complete)
+}
+
+/// Physical addresses where `needle` occurs (at most `max`), scanning at most
+/// [`KALLSYMS_MAX_SCAN_BYTES`].
+pub fn scan(mem: &dyn PhysicalMemory, needle: &[u8], max: usize) -> Result<Vec<u64>, MemError> {
+    let mut hits = Vec::new();
+    scan_each(mem, needle, KALLSYMS_MAX_SCAN_BYTES, &mut |hit| {
+        if hits.len() >= max {
+            return ControlFlow::Break(());
+        }
+        hits.push(hit);
+        if hits.len() >= max {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
     Ok(hits)
 }
 
@@ -142,27 +383,26 @@ fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> 
     })
 }
 
-/// A window of guest memory with bounds-checked little-endian reads.
+/// A window of guest memory with bounds-checked little-endian reads. Positions are byte
+/// offsets into the window; alignment is of the physical address (`base + offset`), which
+/// keeps the kernel's link-time alignment.
 struct Window {
     base: u64,
     bytes: Vec<u8>,
 }
 
 impl Window {
+    fn get(&self, at: usize, len: usize) -> Option<&[u8]> {
+        self.bytes.get(at..at.checked_add(len)?)
+    }
     fn u16(&self, at: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(
-            self.bytes.get(at..at + 2)?.try_into().ok()?,
-        ))
+        Some(u16::from_le_bytes(self.get(at, 2)?.try_into().ok()?))
     }
     fn u32(&self, at: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(
-            self.bytes.get(at..at + 4)?.try_into().ok()?,
-        ))
+        Some(u32::from_le_bytes(self.get(at, 4)?.try_into().ok()?))
     }
     fn u64(&self, at: usize) -> Option<u64> {
-        Some(u64::from_le_bytes(
-            self.bytes.get(at..at + 8)?.try_into().ok()?,
-        ))
+        Some(u64::from_le_bytes(self.get(at, 8)?.try_into().ok()?))
     }
     fn uint(&self, at: usize, size: usize) -> Option<u64> {
         if size == 4 {
@@ -171,243 +411,447 @@ impl Window {
             self.u64(at)
         }
     }
-    fn cstr(&self, at: usize, max: usize) -> Option<&[u8]> {
-        let tail = self.bytes.get(at..)?;
-        let tail = &tail[..tail.len().min(max)];
-        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    fn byte(&self, at: usize) -> Option<u8> {
+        self.bytes.get(at).copied()
+    }
+    /// `at` rounded down to a multiple of `align` in physical terms (None before the window).
+    fn align_down(&self, at: usize, align: u64) -> Option<usize> {
+        let abs = self.base.checked_add(at as u64)?;
+        usize::try_from((abs & !(align - 1)).checked_sub(self.base)?).ok()
+    }
+    /// `at` rounded up to a multiple of `align` in physical terms.
+    fn align_up(&self, at: usize, align: u64) -> Option<usize> {
+        let abs = self.base.checked_add(at as u64)?;
+        let up = abs.checked_next_multiple_of(align)?;
+        usize::try_from(up - self.base).ok()
+    }
+    fn paddr(&self, at: usize) -> u64 {
+        self.base.saturating_add(at as u64)
     }
 }
 
-/// Reads the window around a signature hit (page aligned; holes shrink it).
-fn window(mem: &dyn PhysicalMemory, hit: u64) -> Result<Window, MemError> {
+/// Reads `[hit - before, hit + after)` clipped to the region holding `hit`, charging
+/// `budget` (None when the budget is exhausted).
+fn read_window(
+    mem: &dyn PhysicalMemory,
+    hit: u64,
+    before: u64,
+    after: u64,
+    budget: &mut u64,
+) -> Result<Option<Window>, MemError> {
     let region = mem
         .regions()
         .into_iter()
         .find(|r| r.start <= hit && hit < r.end())
         .ok_or(MemError::NotPresent(hit))?;
-    let start = hit.saturating_sub(WINDOW_BEFORE).max(region.start) & !0xfff;
-    let start = start.max(region.start);
-    let end = hit.saturating_add(WINDOW_AFTER).min(region.end());
-    let mut bytes = vec![0u8; (end - start) as usize];
-    mem.read(start, &mut bytes)?;
-    Ok(Window { base: start, bytes })
-}
-
-fn decode_at(mem: &dyn PhysicalMemory, hit: u64) -> Result<Kallsyms, KallsymsError> {
-    let w = window(mem, hit)?;
-    let sig = (hit - w.base) as usize;
-    let bad = |reason: &str| KallsymsError::Inconsistent {
-        paddr: hit,
-        reason: reason.to_string(),
+    let start = hit.saturating_sub(before).max(region.start);
+    let end = hit.saturating_add(after).min(region.end());
+    let len = end - start;
+    let Some(left) = budget.checked_sub(len) else {
+        return Ok(None);
     };
-    let (table, index) =
-        token_table(&w, sig).ok_or_else(|| bad("no token index after the table"))?;
-    let mut tokens: Vec<&[u8]> = Vec::with_capacity(256);
-    for i in 0..256 {
-        let off = w.u16(index + 2 * i).ok_or_else(|| bad("token index"))? as usize;
-        tokens.push(w.cstr(table + off, 256).ok_or_else(|| bad("token"))?);
-    }
-    let mut k = decode_tables(&w, table, index, &tokens).map_err(|r| bad(&r))?;
-    k.token_table_paddr = w.base + table as u64;
-    Ok(k)
+    *budget = left;
+    let len = usize::try_from(len).map_err(|_| MemError::Overflow {
+        addr: start,
+        len: usize::MAX,
+    })?;
+    let mut bytes = vec![0u8; len];
+    mem.read(start, &mut bytes)?;
+    Ok(Some(Window { base: start, bytes }))
 }
 
-/// Finds the token table containing the signature at `sig` and its index: returns
-/// (table start, index start) as window offsets.
-fn token_table(w: &Window, sig: usize) -> Option<(usize, usize)> {
-    // The index follows the table (at most ~8 KiB of tokens) after alignment padding.
-    for q in (sig + TOKEN_SIGNATURE.len()..sig + 16 * 1024).step_by(2) {
-        if w.u16(q)? != 0 {
+/// Counts the work of one candidate against [`KALLSYMS_MAX_STEPS`].
+struct Steps {
+    left: u64,
+}
+
+/// The step budget ran out.
+struct OutOfSteps;
+
+impl Steps {
+    fn take(&mut self, n: u64) -> Result<(), OutOfSteps> {
+        self.left = self.left.checked_sub(n).ok_or(OutOfSteps)?;
+        Ok(())
+    }
+}
+
+/// The token table found around a signature hit: physical addresses and the tokens.
+struct TokenTable {
+    table: u64,
+    index: u64,
+    tokens: Vec<Vec<u8>>,
+}
+
+/// Why one candidate failed, before it is named by its address.
+enum Reject {
+    Bad(String),
+    Steps,
+    Read,
+}
+
+impl From<OutOfSteps> for Reject {
+    fn from(_: OutOfSteps) -> Self {
+        Reject::Steps
+    }
+}
+
+impl From<&str> for Reject {
+    fn from(s: &str) -> Self {
+        Reject::Bad(s.to_string())
+    }
+}
+
+impl From<String> for Reject {
+    fn from(s: String) -> Self {
+        Reject::Bad(s)
+    }
+}
+
+/// Decodes the candidate at signature hit `hit`, charging window reads to `read_budget`.
+fn decode_at(
+    mem: &dyn PhysicalMemory,
+    hit: u64,
+    read_budget: &mut u64,
+    budget: &SearchBudget,
+) -> Result<Kallsyms, KallsymsError> {
+    let mut steps = Steps { left: budget.steps };
+    let named = |r: Reject| match r {
+        Reject::Bad(reason) => KallsymsError::Inconsistent { paddr: hit, reason },
+        Reject::Steps => KallsymsError::OverBudget {
+            paddr: hit,
+            what: "steps",
+            limit: budget.steps,
+        },
+        Reject::Read => KallsymsError::OverBudget {
+            paddr: hit,
+            what: READ_BUDGET,
+            limit: budget.read_bytes,
+        },
+    };
+    // Small window first: most hits are not token tables and cost 128 KiB.
+    let small = read_window(
+        mem,
+        hit,
+        TOKEN_TABLE_SPAN,
+        TOKEN_TABLE_SPAN + TOKEN_INDEX_BYTES as u64 + ALIGN,
+        read_budget,
+    )?
+    .ok_or_else(|| named(Reject::Read))?;
+    let tt = token_table(&small, hit, &mut steps).map_err(named)?;
+    drop(small);
+    let w = read_window(
+        mem,
+        tt.table,
+        KALLSYMS_WINDOW_BEFORE,
+        (tt.index - tt.table) + TOKEN_INDEX_BYTES as u64 + KALLSYMS_WINDOW_AFTER,
+        read_budget,
+    )?
+    .ok_or_else(|| named(Reject::Read))?;
+    // 64-bit first (what vmark mostly sees), then 32-bit; a word size the tables are not
+    // laid out for fails its checks.
+    let mut reasons = Vec::new();
+    for word in [WORD_64, WORD_32] {
+        match decode_tables(&w, &tt, word, &mut steps) {
+            Ok(k) => return Ok(k),
+            Err(Reject::Bad(r)) => reasons.push(format!("{}-bit: {r}", word.bytes * 8)),
+            Err(other) => return Err(named(other)),
+        }
+    }
+    Err(named(Reject::Bad(reasons.join("; "))))
+}
+
+/// Finds the token table holding the signature at physical `hit` and its index.
+///
+/// The index is an 8-aligned `u16[256]` after the table, starting at 0 and strictly
+/// increasing; the table ends with its last token's NUL, then up to 7 bytes of alignment
+/// zeros before the index. Every entry must point just past a NUL, and no token may hold
+/// one.
+fn token_table(w: &Window, hit: u64, steps: &mut Steps) -> Result<TokenTable, Reject> {
+    let sig = usize::try_from(hit - w.base).map_err(|_| "window")?;
+    let sig_end = sig + TOKEN_SIGNATURE.len();
+    let first = w.align_up(sig_end, 2).ok_or("window")?;
+    let last = sig.saturating_add(TOKEN_TABLE_SPAN as usize);
+    let mut q = first;
+    'index: while q <= last {
+        steps.take(1)?;
+        let here = q;
+        q += 2;
+        if w.u16(here) != Some(0) {
             continue;
         }
         let mut idx = [0usize; 256];
-        let mut ok = true;
-        for i in 0..256 {
-            let v = w.u16(q + 2 * i)? as usize;
-            if i > 0 && v <= idx[i - 1] {
-                ok = false;
-                break;
+        for i in 1..256 {
+            steps.take(1)?;
+            let Some(v) = w.u16(here + 2 * i) else {
+                break 'index;
+            };
+            idx[i] = usize::from(v);
+            if idx[i] <= idx[i - 1] {
+                continue 'index;
             }
-            idx[i] = v;
         }
-        if !ok {
+        // The last token's final byte is the last non-zero byte before the index.
+        let Some(z) = (sig..here).rev().find(|&i| w.byte(i) != Some(0)) else {
+            continue;
+        };
+        let end = z + 2; // one past the last token's NUL
+        if end > here || here - end >= ALIGN as usize {
             continue;
         }
-        for pad in 0..8usize {
-            // table start = q - pad - (idx[255] + len(last token) + 1)
-            let Some(end) = q.checked_sub(pad) else { break };
-            // The last token must end exactly at `end`.
-            if end == 0 || w.bytes.get(end - 1) != Some(&0) {
-                continue;
-            }
-            // Find where the last token starts: table start + idx[255].
-            let Some(before_nul) = end.checked_sub(1) else {
-                continue;
+        let last_start = (sig..=z)
+            .rev()
+            .find(|&i| i == 0 || w.byte(i - 1) == Some(0))
+            .unwrap_or(z);
+        let Some(table) = last_start.checked_sub(idx[255]) else {
+            continue;
+        };
+        if table > sig {
+            continue;
+        }
+        let mut tokens = Vec::with_capacity(256);
+        for i in 0..256 {
+            let start = table + idx[i];
+            let stop = if i < 255 {
+                table + idx[i + 1] - 1
+            } else {
+                end - 1
             };
-            let token_start = w.bytes[..before_nul]
-                .iter()
-                .rposition(|&b| b == 0)
-                .map_or(0, |p| p + 1);
-            let Some(table) = token_start.checked_sub(idx[255]) else {
-                continue;
-            };
-            if table > sig {
-                continue;
-            }
-            let consistent = (1..256)
-                .all(|i| table + idx[i] >= 1 && w.bytes.get(table + idx[i] - 1) == Some(&0));
-            if consistent && w.bytes.get(table + idx[255]).is_some_and(|&b| b != 0) {
-                return Some((table, q));
+            match w.get(start, stop.saturating_sub(start)) {
+                Some(t) if stop >= start && w.byte(stop) == Some(0) && !t.contains(&0) => {
+                    tokens.push(t.to_vec())
+                }
+                _ => continue 'index,
             }
         }
+        return Ok(TokenTable {
+            table: w.paddr(table),
+            index: w.paddr(here),
+            tokens,
+        });
     }
-    None
+    Err("no token index after the table".into())
 }
 
-/// Finds `kallsyms_num_syms`, the names and the markers before the token table at
-/// `table`, then the offsets, and decodes every symbol.
+/// Finds `kallsyms_num_syms`, the names and the markers before the token table, then the
+/// offsets, and decodes every symbol.
 ///
 /// Candidates for `num_syms` are 8-aligned `u32`s scanning backwards from the table. For
 /// each, the markers array (`(num+255)/256` entries of 4 or 8 bytes) must end at the next
-/// 8-aligned label: the token table itself, or `kallsyms_seqs_of_names` (3 bytes per
-/// symbol, present from 6.2 and in later 6.1 stable kernels) in front of it. A candidate
-/// is accepted only when the markers start at 0, increase, and equal the offsets of every
-/// 256th name entry walked from `num_syms + 8`.
+/// label: the token table itself, or `kallsyms_seqs_of_names` (3 or 4 bytes per symbol,
+/// Linux 6.2 and 6.3, and some 6.1 stable kernels) in front of it. A candidate is accepted
+/// only when the markers start at 0, increase, equal the offsets of every 256th name entry
+/// walked from `num_syms + 8`, and the names end where the markers start; then the
+/// offsets must decode (in either place) to sorted kernel addresses. A candidate that
+/// fails a later check does not end the search: the next position is tried.
 fn decode_tables(
     w: &Window,
-    table: usize,
-    index: usize,
-    tokens: &[&[u8]],
-) -> Result<Kallsyms, String> {
-    let mut p = table.checked_sub(8).ok_or("token table at window start")? & !7;
+    tt: &TokenTable,
+    word: WordSize,
+    steps: &mut Steps,
+) -> Result<Kallsyms, Reject> {
+    let table = usize::try_from(tt.table - w.base).map_err(|_| "window")?;
+    let index = usize::try_from(tt.index - w.base).map_err(|_| "window")?;
+    let (wb, align) = (word.bytes, word.bytes as u64);
+    let mut last: Option<String> = None;
+    let Some(mut p) = table.checked_sub(wb).and_then(|t| w.align_down(t, align)) else {
+        return Err("token table at the start of memory".into());
+    };
     loop {
-        if let Some(num) = w.u32(p).map(|n| n as usize) {
-            if (256..super::symbols::MAX_SYMBOLS).contains(&num) {
+        steps.take(1)?;
+        if let Some(num) = w.u32(p).and_then(|n| usize::try_from(n).ok()) {
+            if (MIN_SYMBOLS..=MAX_SYMBOLS).contains(&num) {
                 let m = num.div_ceil(256);
-                for seqs in [false, true] {
-                    let next = if seqs {
-                        match table.checked_sub(3 * num) {
-                            Some(x) => x & !7,
-                            None => continue,
-                        }
-                    } else {
-                        table
+                for seqs in [0usize, 3, 4] {
+                    let Some(next) = seqs
+                        .checked_mul(num)
+                        .and_then(|s| table.checked_sub(s))
+                        .and_then(|x| w.align_down(x, align))
+                    else {
+                        continue;
                     };
                     for size in [4usize, 8] {
-                        let Some(ms) = next.checked_sub(m * size).map(|x| x & !7) else {
+                        let Some(ms) = m
+                            .checked_mul(size)
+                            .and_then(|b| next.checked_sub(b))
+                            .and_then(|x| w.align_down(x, align))
+                        else {
                             continue;
                         };
-                        if ms < p + 8 {
+                        // Names follow num_syms, a u32 padded to the next label.
+                        let names = p + wb;
+                        if ms < names {
                             continue;
                         }
-                        let Some(markers) = read_markers(w, ms, m, size) else {
+                        let Some(markers) = read_markers(w, ms, m, size, steps)? else {
                             continue;
                         };
-                        if let Some(names) = check_names(w, p + 8, num, &markers, ms) {
-                            let entries = names_offsets(w, names, num);
-                            return finish(w, p, num, names, index, &entries, tokens);
+                        let Some(entries) = check_names(w, names, num, &markers, ms, align, steps)?
+                        else {
+                            continue;
+                        };
+                        let decoded = Names {
+                            entries: &entries,
+                            tokens: &tt.tokens,
+                            word,
+                        };
+                        match finish(w, p, num, index, &decoded, steps) {
+                            Ok(mut k) => {
+                                k.names_paddr = w.paddr(names);
+                                k.token_table_paddr = tt.table;
+                                k.seqs_between = seqs;
+                                return Ok(k);
+                            }
+                            Err(Reject::Bad(e)) => last = Some(e),
+                            Err(other) => return Err(other),
                         }
                     }
                 }
             }
         }
-        if p < 8 {
-            return Err("no kallsyms_num_syms consistent with markers and names".into());
+        match p.checked_sub(wb) {
+            Some(q) => p = q,
+            None => break,
         }
-        p -= 8;
     }
+    Err(Reject::Bad(last.map_or_else(
+        || "no kallsyms_num_syms consistent with markers and names".to_string(),
+        |e| format!("names and markers agree, but {e}"),
+    )))
 }
 
 /// `m` markers of `size` bytes at `at`, if they start at 0 and strictly increase.
-fn read_markers(w: &Window, at: usize, m: usize, size: usize) -> Option<Vec<u64>> {
-    let mut out = Vec::with_capacity(m);
+fn read_markers(
+    w: &Window,
+    at: usize,
+    m: usize,
+    size: usize,
+    steps: &mut Steps,
+) -> Result<Option<Vec<u64>>, Reject> {
+    let mut out = Vec::new();
     for i in 0..m {
-        let v = w.uint(at + i * size, size)?;
+        steps.take(1)?;
+        let Some(v) = i
+            .checked_mul(size)
+            .and_then(|o| at.checked_add(o))
+            .and_then(|a| w.uint(a, size))
+        else {
+            return Ok(None);
+        };
         if (i == 0 && v != 0) || out.last().is_some_and(|&l| v <= l) {
-            return None;
+            return Ok(None);
         }
         out.push(v);
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// Walks `num` name entries from `start`; checks every 256th against the markers and that
-/// they end by `limit`. Returns the names start.
+/// they end where the markers start (`markers_at`, after alignment). Returns the window
+/// offset of every entry.
 fn check_names(
     w: &Window,
     start: usize,
     num: usize,
     markers: &[u64],
-    limit: usize,
-) -> Option<usize> {
+    markers_at: usize,
+    align: u64,
+    steps: &mut Steps,
+) -> Result<Option<Vec<usize>>, Reject> {
+    let mut entries = Vec::new();
     let mut off = 0usize;
     for i in 0..num {
+        steps.take(1)?;
         if i % 256 == 0 && markers.get(i / 256).copied() != Some(off as u64) {
-            return None;
+            return Ok(None);
         }
-        let (len, hdr) = entry_len(w, start + off)?;
-        off += hdr + len;
-        if start + off > limit {
-            return None;
+        let Some(at) = start.checked_add(off) else {
+            return Ok(None);
+        };
+        let Some((len, hdr)) = entry_len(w, at) else {
+            return Ok(None);
+        };
+        entries.push(at);
+        off = off.saturating_add(hdr + len);
+        if start.saturating_add(off) > markers_at {
+            return Ok(None);
         }
     }
-    Some(start)
+    let end = start + off;
+    if w.align_up(end, align) != Some(markers_at) {
+        return Ok(None);
+    }
+    Ok(Some(entries))
 }
 
-/// Length of a names entry and of its length prefix (1 byte, or 2 for "big" symbols).
+/// Length of a names entry and of its length prefix (ULEB128: 1 byte, or 2 for "big"
+/// symbols).
 fn entry_len(w: &Window, at: usize) -> Option<(usize, usize)> {
-    let b0 = *w.bytes.get(at)? as usize;
+    let b0 = usize::from(w.byte(at)?);
     if b0 & 0x80 != 0 {
-        let b1 = *w.bytes.get(at + 1)? as usize;
+        let b1 = usize::from(w.byte(at.checked_add(1)?)?);
         Some(((b0 & 0x7f) | (b1 << 7), 2))
     } else {
         Some((b0, 1))
     }
 }
 
-fn names_offsets(w: &Window, start: usize, num: usize) -> Vec<usize> {
-    let mut out = Vec::with_capacity(num);
-    let mut off = start;
-    for _ in 0..num {
-        out.push(off);
-        let Some((len, hdr)) = entry_len(w, off) else {
-            break;
-        };
-        off += hdr + len;
-    }
-    out
+/// What the symbols are decoded with: where each names entry starts, the tokens, and the
+/// kernel's word size.
+struct Names<'a> {
+    entries: &'a [usize],
+    tokens: &'a [Vec<u8>],
+    word: WordSize,
 }
 
+/// Decodes the symbols with the offsets and relative base in one of their two places.
 fn finish(
     w: &Window,
     num_pos: usize,
     num: usize,
-    names_start: usize,
     index: usize,
-    entries: &[usize],
-    tokens: &[&[u8]],
-) -> Result<Kallsyms, String> {
-    // Offsets and relative base: before num_syms (6.1), or after the token index (later
-    // kernels). The right one has a kernel-half base and mostly sorted addresses.
+    names: &Names<'_>,
+    steps: &mut Steps,
+) -> Result<Kallsyms, Reject> {
+    let word = names.word;
+    let offsets_bytes = num.checked_mul(4).ok_or("offsets size")?;
+    let align = word.bytes as u64;
     let mut candidates = Vec::new();
-    if let Some(rb_pos) = num_pos.checked_sub(8) {
-        if let Some(start) = rb_pos.checked_sub(num * 4) {
-            candidates.push((start & !7, rb_pos));
+    // Linux <= 6.3: offsets, relative base, then num_syms.
+    if let Some(rb) = num_pos.checked_sub(word.bytes) {
+        if let Some(start) = rb
+            .checked_sub(offsets_bytes)
+            .and_then(|s| w.align_down(s, align))
+        {
+            candidates.push((Layout::OffsetsFirst, start, rb));
         }
     }
-    let after = (index + 512).next_multiple_of(8);
-    candidates.push((after, (after + num * 4).next_multiple_of(8)));
-    let mut last = String::from("no room for kallsyms_offsets");
-    for (offsets_start, rb_pos) in candidates {
-        match decode_symbols(w, num, offsets_start, rb_pos, entries, tokens) {
+    // Linux >= 6.4: after the token index.
+    if let Some(start) = index
+        .checked_add(TOKEN_INDEX_BYTES)
+        .and_then(|a| w.align_up(a, align))
+    {
+        if let Some(rb) = start
+            .checked_add(offsets_bytes)
+            .and_then(|a| w.align_up(a, align))
+        {
+            candidates.push((Layout::OffsetsAfterIndex, start, rb));
+        }
+    }
+    let mut reasons = Vec::new();
+    for (layout, offsets_start, rb_pos) in candidates {
+        match decode_symbols(w, num, offsets_start, rb_pos, names, steps) {
             Ok(mut k) => {
-                k.names_paddr = w.base + names_start as u64;
+                k.layout = layout;
                 return Ok(k);
             }
-            Err(e) => last = e,
+            Err(Reject::Bad(e)) => reasons.push(format!("{layout:?}: {e}")),
+            Err(other) => return Err(other),
         }
     }
-    Err(last)
+    Err(Reject::Bad(format!(
+        "no offsets decode ({})",
+        reasons.join("; ")
+    )))
 }
 
 fn decode_symbols(
@@ -415,42 +859,67 @@ fn decode_symbols(
     num: usize,
     offsets_start: usize,
     rb_pos: usize,
-    entries: &[usize],
-    tokens: &[&[u8]],
-) -> Result<Kallsyms, String> {
-    let relative_base = w.u64(rb_pos).ok_or("relative base")?;
-    if relative_base < 0xffff_8000_0000_0000 {
-        return Err(format!(
-            "relative base {relative_base:#x} is not a kernel address"
-        ));
+    names: &Names<'_>,
+    steps: &mut Steps,
+) -> Result<Kallsyms, Reject> {
+    let (word, entries, tokens) = (names.word, names.entries, names.tokens);
+    let relative_base = w
+        .uint(rb_pos, word.bytes)
+        .ok_or("relative base outside memory read")?;
+    if relative_base < word.min_kernel {
+        return Err(format!("relative base {relative_base:#x} is not a kernel address").into());
     }
-    let mut raw_offsets = Vec::with_capacity(num);
-    for i in 0..num {
-        raw_offsets.push(w.u32(offsets_start + 4 * i).ok_or("offsets")? as i32);
-    }
-    let absolute_percpu = raw_offsets.iter().any(|&o| o < 0);
+    // A 32-bit kernel's addresses stay below 4 GiB.
+    let top = if word.bytes == 4 {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    };
+    let offsets = w
+        .get(offsets_start, num.checked_mul(4).ok_or("offsets")?)
+        .ok_or("offsets outside memory read")?;
+    let offset =
+        |i: usize| i32::from_le_bytes(offsets[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]));
+    let absolute_percpu = (0..num).any(|i| offset(i) < 0);
     let mut symbols = Vec::with_capacity(num);
-    let mut name = Vec::with_capacity(128);
+    let mut name = Vec::with_capacity(KALLSYMS_MAX_NAME_LEN);
+    let mut name_bytes = 0usize;
     for (i, &at) in entries.iter().enumerate() {
+        steps.take(1)?;
         let (len, hdr) = entry_len(w, at).ok_or("names")?;
-        let body = w.bytes.get(at + hdr..at + hdr + len).ok_or("names")?;
+        let body = w.get(at + hdr, len).ok_or("names")?;
         name.clear();
         for &t in body {
-            name.extend_from_slice(tokens[t as usize]);
+            let token = &tokens[usize::from(t)];
+            if name.len() + token.len() > KALLSYMS_MAX_NAME_LEN {
+                return Err(format!(
+                    "symbol {i}'s name is longer than {KALLSYMS_MAX_NAME_LEN} bytes"
+                )
+                .into());
+            }
+            name.extend_from_slice(token);
+        }
+        name_bytes += name.len();
+        if name_bytes > KALLSYMS_MAX_NAME_BYTES {
+            return Err(format!("names exceed {KALLSYMS_MAX_NAME_BYTES} bytes in all").into());
         }
         let Some((&kind, rest)) = name.split_first() else {
-            return Err(format!("symbol {i} has an empty name"));
+            return Err(format!("symbol {i} has an empty name").into());
         };
-        let o = raw_offsets[i];
+        let o = offset(i);
         let addr = if !absolute_percpu {
-            relative_base.wrapping_add(u64::from(o as u32))
+            relative_base.checked_add(u64::from(o as u32))
         } else if o >= 0 {
-            o as u64
+            Some(o as u64)
         } else {
+            // Negative offsets count down from relative_base - 1 (kernel/kallsyms.c).
             relative_base
-                .wrapping_sub(1)
-                .wrapping_sub(i64::from(o) as u64)
+                .checked_sub(1)
+                .and_then(|b| b.checked_add(u64::from(o.unsigned_abs())))
         };
+        let addr = addr
+            .filter(|&a| a <= top)
+            .ok_or_else(|| format!("symbol {i}'s address overflows"))?;
         symbols.push(Symbol {
             name: String::from_utf8_lossy(rest).into_owned(),
             addr,
@@ -477,6 +946,305 @@ fn decode_symbols(
         names_paddr: 0,
         relative_base,
         absolute_percpu,
+        layout: Layout::OffsetsFirst,
+        seqs_between: 0,
+        word,
         symbols,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::introspect::phys::VecMemory;
+
+    /// How the synthetic tables are laid out.
+    #[derive(Clone, Copy)]
+    struct Spec {
+        layout: Layout,
+        /// Bytes of `kallsyms_seqs_of_names` between markers and token table (0: none).
+        seqs: usize,
+        /// Make the signature start at an odd address (as in Debian's 6.12 kernel).
+        odd_signature: bool,
+        /// Value written as `kallsyms_num_syms` (None: the real count).
+        num_override: Option<u32>,
+        relative_base: u64,
+        /// Word size: 8, or 4 for a 32-bit kernel.
+        word: usize,
+    }
+
+    const SPEC: Spec = Spec {
+        layout: Layout::OffsetsFirst,
+        seqs: 0,
+        odd_signature: false,
+        num_override: None,
+        relative_base: 0xffff_ffff_8100_0000,
+        word: 8,
+    };
+
+    fn align(v: &mut Vec<u8>, to: usize) {
+        while !v.len().is_multiple_of(to) {
+            v.push(0);
+        }
+    }
+
+    /// Tables as scripts/kallsyms.c writes them, for `symbols` (type letter, name, offset
+    /// from the relative base), starting at an 8-aligned offset of the returned bytes.
+    /// Tokens are the identity (token `c` is the character `c`), except token 1 (`"ab"`,
+    /// to move the signature to an odd address when asked) and token 0x80 (200 `x`s).
+    fn tables(spec: Spec, symbols: &[(char, String, u32)]) -> Vec<u8> {
+        let num = symbols.len();
+        let mut tokens: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c.max(1)]).collect();
+        tokens[1] = if spec.odd_signature {
+            b"abc".to_vec()
+        } else {
+            b"ab".to_vec()
+        };
+        tokens[0x80] = vec![b'x'; 200];
+        let mut names = Vec::new();
+        let mut markers = Vec::new();
+        for (i, (kind, name, _)) in symbols.iter().enumerate() {
+            if i % 256 == 0 {
+                markers.push(names.len() as u32);
+            }
+            let mut body = vec![*kind as u8];
+            body.extend(name.bytes());
+            // "@@@" stands for three long tokens (a name of 600 bytes).
+            let body: Vec<u8> = body
+                .into_iter()
+                .map(|b| if b == b'@' { 0x80 } else { b })
+                .collect();
+            names.push(body.len() as u8);
+            names.extend(body);
+        }
+        let mut offsets = Vec::new();
+        for (_, _, off) in symbols {
+            offsets.extend(off.to_le_bytes());
+        }
+        let mut table = Vec::new();
+        let mut index = Vec::new();
+        for t in &tokens {
+            index.extend((table.len() as u16).to_le_bytes());
+            table.extend(t);
+            table.push(0);
+        }
+        let num_bytes = spec.num_override.unwrap_or(num as u32).to_le_bytes();
+        let mut out = Vec::new();
+        let w = spec.word;
+        let push_offsets = |out: &mut Vec<u8>| {
+            align(out, w);
+            out.extend(&offsets);
+            align(out, w);
+            out.extend(&spec.relative_base.to_le_bytes()[..w]);
+        };
+        if spec.layout == Layout::OffsetsFirst {
+            push_offsets(&mut out);
+        }
+        align(&mut out, w);
+        out.extend(num_bytes);
+        align(&mut out, w);
+        out.extend(&names);
+        align(&mut out, w);
+        for m in &markers {
+            out.extend(m.to_le_bytes());
+        }
+        align(&mut out, w);
+        out.extend(vec![0u8; spec.seqs * num]);
+        align(&mut out, w);
+        out.extend(&table);
+        align(&mut out, w);
+        out.extend(&index);
+        if spec.layout == Layout::OffsetsAfterIndex {
+            push_offsets(&mut out);
+        }
+        out.extend([0u8; 64]);
+        out
+    }
+
+    /// 300 symbols: `_text` at the base, then `sym_N` at increasing offsets.
+    fn symbols() -> Vec<(char, String, u32)> {
+        let mut s = vec![('T', "_text".to_string(), 0)];
+        for i in 1..300u32 {
+            s.push(('t', format!("sym_{i}"), i * 0x40));
+        }
+        s
+    }
+
+    /// Memory holding `parts` at 8-aligned addresses from 64 KiB, 256 KiB apart.
+    fn memory(parts: &[Vec<u8>]) -> VecMemory {
+        let mut mem = VecMemory::new(vec![0; 64 << 10]);
+        for (i, p) in parts.iter().enumerate() {
+            mem.put((64 << 10) + (i as u64) * (256 << 10), p);
+        }
+        let len = mem.max_address() + (64 << 10);
+        mem.bytes_mut().resize(len as usize, 0);
+        mem
+    }
+
+    /// A token table signature with nothing consistent around it.
+    fn planted() -> Vec<u8> {
+        let mut v = b"garbage".to_vec();
+        v.extend(TOKEN_SIGNATURE);
+        v.extend([0xffu8; 64]);
+        v
+    }
+
+    #[test]
+    fn decodes_6_1_and_6_4_layouts_64_and_32_bit_with_odd_signatures() {
+        for spec in [
+            SPEC,
+            Spec { seqs: 3, ..SPEC },
+            Spec { seqs: 4, ..SPEC },
+            Spec {
+                layout: Layout::OffsetsAfterIndex,
+                odd_signature: true,
+                ..SPEC
+            },
+            Spec {
+                word: 4,
+                relative_base: 0xc100_0000,
+                ..SPEC
+            },
+            Spec {
+                word: 4,
+                relative_base: 0xc100_0000,
+                odd_signature: true,
+                layout: Layout::OffsetsAfterIndex,
+                ..SPEC
+            },
+        ] {
+            let mem = memory(&[tables(spec, &symbols())]);
+            let k = find(&mem).unwrap_or_else(|e| panic!("{:?}: {e}", spec.layout));
+            assert_eq!(k.layout, spec.layout);
+            assert_eq!(k.seqs_between, spec.seqs);
+            assert_eq!(k.symbols.len(), 300);
+            assert_eq!(k.word.bytes, spec.word);
+            assert_eq!(k.symbols.lookup("_text"), Some(spec.relative_base));
+            assert_eq!(
+                k.symbols.lookup("sym_299"),
+                Some(spec.relative_base + 299 * 0x40)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_candidates_before_a_good_one_do_not_hide_it() {
+        // Issue 9: Debian's 6.12 kernel (offsets after the index, a signature at an odd
+        // address) behind stray signatures that decode to nothing.
+        let good = tables(
+            Spec {
+                layout: Layout::OffsetsAfterIndex,
+                odd_signature: true,
+                ..SPEC
+            },
+            &symbols(),
+        );
+        let mem = memory(&[planted(), planted(), good, planted()]);
+        let k = find(&mem).unwrap();
+        assert_eq!(k.symbols.len(), 300);
+        assert!(k.token_table_paddr > (64 << 10) + 2 * (256 << 10));
+    }
+
+    #[test]
+    fn when_nothing_decodes_the_error_names_every_candidate_tried() {
+        let mem = memory(&[planted(), planted(), planted()]);
+        let Err(e) = find(&mem) else {
+            panic!("planted signatures decoded");
+        };
+        let KallsymsError::NoneConsistent {
+            candidates, tried, ..
+        } = &e
+        else {
+            panic!("{e:?}");
+        };
+        assert_eq!((*candidates, tried.len()), (3, 3));
+        let text = e.to_string();
+        for i in 0..3u64 {
+            let at = (64 << 10) + i * (256 << 10) + 7;
+            assert!(text.contains(&format!("{at:#x}")), "{text}");
+        }
+        assert!(text.contains("no token index"), "{text}");
+        assert!(matches!(
+            find(&VecMemory::new(vec![0; 4096])),
+            Err(KallsymsError::NotFound { scanned: 4096 })
+        ));
+    }
+
+    #[test]
+    fn names_longer_than_ksym_name_len_and_absurd_counts_are_refused() {
+        let mut syms = symbols();
+        syms[5].1 = "long@@@".into(); // 3 tokens of 200 bytes
+        let e = find(&memory(&[tables(SPEC, &syms)]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("longer than 512 bytes"), "{e}");
+        let spec = Spec {
+            num_override: Some(1 << 31),
+            ..SPEC
+        };
+        let e = find(&memory(&[tables(spec, &symbols())]));
+        assert!(matches!(e, Err(KallsymsError::NoneConsistent { .. })));
+    }
+
+    #[test]
+    fn addresses_past_the_top_of_the_address_space_are_refused() {
+        let spec = Spec {
+            relative_base: u64::MAX - 0xfff,
+            ..SPEC
+        };
+        let e = find(&memory(&[tables(spec, &symbols())]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("address overflows"), "{e}");
+    }
+
+    #[test]
+    fn budgets_end_a_candidate_and_the_search_with_typed_errors() {
+        let mem = memory(&[tables(SPEC, &symbols())]);
+        let tight = SearchBudget {
+            steps: 100,
+            ..SearchBudget::default()
+        };
+        let Err(KallsymsError::NoneConsistent { tried, .. }) = find_within(&mem, &tight) else {
+            panic!("not NoneConsistent");
+        };
+        assert!(matches!(
+            tried[0],
+            KallsymsError::OverBudget {
+                what: "steps",
+                limit: 100,
+                ..
+            }
+        ));
+        let mem = memory(&[planted(), planted(), planted(), planted()]);
+        let two = SearchBudget {
+            candidates: 2,
+            ..SearchBudget::default()
+        };
+        let Err(KallsymsError::NoneConsistent {
+            candidates,
+            stopped,
+            ..
+        }) = find_within(&mem, &two)
+        else {
+            panic!("not NoneConsistent");
+        };
+        assert_eq!(candidates, 2);
+        assert!(matches!(
+            stopped.as_deref(),
+            Some(KallsymsError::OverBudget {
+                what: "candidates",
+                ..
+            })
+        ));
+        let small = SearchBudget {
+            scan_bytes: 4096,
+            ..SearchBudget::default()
+        };
+        let e = find_within(&mem, &small).err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.contains("bytes scanned"), "{e}");
+    }
 }

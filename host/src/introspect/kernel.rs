@@ -10,22 +10,28 @@ use super::symbols::{SymbolTable, X86_64_DEFAULT_TEXT};
 use super::vmem::{AddressSpace, Translator, VirtualWindow};
 use std::collections::HashSet;
 use std::sync::Arc;
-use vmark_proto::TypeId;
+use vmark_proto::text::escape;
+use vmark_proto::{limits, TypeId};
 
-/// Most tasks walked (the kernel's PID_MAX_LIMIT is 4M; a list longer than this is
-/// treated as corrupt).
-pub const MAX_TASKS: usize = 1 << 20;
-/// Most modules walked.
-pub const MAX_MODULES: usize = 1 << 14;
+/// Most tasks walked ([`vmark_proto::limits::KERNEL_MAX_TASKS`]).
+pub const MAX_TASKS: usize = limits::KERNEL_MAX_TASKS;
+/// Most modules walked ([`vmark_proto::limits::KERNEL_MAX_MODULES`]).
+pub const MAX_MODULES: usize = limits::KERNEL_MAX_MODULES;
 /// Most symbols read from one module's kallsyms.
-pub const MAX_MODULE_SYMBOLS: u64 = 1 << 20;
+pub const MAX_MODULE_SYMBOLS: u64 = limits::KERNEL_MAX_MODULE_SYMBOLS;
 /// Start of the x86-64 kernel image mapping (`__START_KERNEL_map`); KASLR moves the
 /// kernel within the next [`KERNEL_IMAGE_SIZE`] bytes.
 pub const KERNEL_IMAGE_START: u64 = 0xffff_ffff_8000_0000;
 /// Size of the kernel image mapping (`KERNEL_IMAGE_SIZE` with KASLR).
 pub const KERNEL_IMAGE_SIZE: u64 = 1 << 30;
 /// Largest BTF blob read from guest memory.
-pub const MAX_BTF_BYTES: u64 = 64 << 20;
+pub const MAX_BTF_BYTES: u64 = limits::KERNEL_MAX_BTF_BYTES;
+/// i386 link-time address of `_text` (`PAGE_OFFSET` 0xc0000000 + 16 MiB).
+pub const I386_DEFAULT_TEXT: u64 = 0xc100_0000;
+/// Size of an `Elf64_Sym`.
+const ELF64_SYM_SIZE: u64 = 24;
+/// Size of an `Elf32_Sym`.
+const ELF32_SYM_SIZE: u64 = 16;
 
 /// Why the kernel could not be located or walked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,10 +57,45 @@ pub enum KernelError {
     /// No BTF loaded (call [`Kernel::load_btf`] or [`Kernel::set_btf`]).
     #[error("no BTF loaded")]
     NoBtf,
+    /// The guest kernel carries no BTF of its own (no `__start_BTF` in its kallsyms).
+    #[error(
+        "the guest kernel has no BTF (built without CONFIG_DEBUG_INFO_BTF): process and \
+         module lists need its struct layouts; symbols (`vmark sym`) and `read-va` work without. \
+         Give the same kernel's types as a file: --btf FILE (a BTF blob, or an ELF with a .BTF \
+         section) or --vmlinux FILE (with a .BTF section)"
+    )]
+    NoKernelBtf,
+    /// The kernel's own BTF (between `__start_BTF` and `__stop_BTF`) does not parse.
+    #[error(
+        "the guest kernel's BTF (__start_BTF at {start:#x}, {len} bytes) does not parse: \
+         {source}; process and module lists need the struct layouts of a kernel built with \
+         CONFIG_DEBUG_INFO_BTF, or the same kernel's types as a file: --btf FILE (a BTF blob, \
+         or an ELF with a .BTF section) or --vmlinux FILE (with a .BTF section)"
+    )]
+    KernelBtf {
+        /// `__start_BTF`.
+        start: u64,
+        /// Bytes.
+        len: u64,
+        /// Why.
+        source: BtfError,
+    },
+    /// A kernel file given by the user (`--btf`, `--system-map`, `--vmlinux`) could not be
+    /// read or used.
+    #[error("{0}")]
+    KernelFile(String),
+    /// A kernel file given by the user is not of the kernel found in memory.
+    #[error("{file} does not match the kernel in memory: {reason}")]
+    FileMismatch {
+        /// The file.
+        file: String,
+        /// What differs.
+        reason: String,
+    },
     /// No candidate page-table root translates the kernel's own banner correctly.
     #[error("cannot find the kernel page tables: {0}")]
     NoPageTables(String),
-    /// A list is corrupt: a cycle not through its head, or too long.
+    /// A list is corrupt: a cycle not through its head, or a `next` that does not read.
     #[error("list at {head:#x} is corrupt: {reason}")]
     CorruptList {
         /// List head address.
@@ -62,6 +103,98 @@ pub enum KernelError {
         /// What happened.
         reason: String,
     },
+    /// A walk went over one of vmark's budgets ([`vmark_proto::limits`]).
+    #[error("{what}: over the budget of {limit} {unit}")]
+    OverBudget {
+        /// The item walked (a list, a module's symbol table).
+        what: String,
+        /// The budget.
+        limit: u64,
+        /// What is counted.
+        unit: &'static str,
+    },
+    /// Address arithmetic on guest values overflows.
+    #[error("address arithmetic overflows: {0}")]
+    Overflow(String),
+    /// One item (a task, a module) could not be read.
+    #[error("{item}: {source}")]
+    Item {
+        /// The item, e.g. `module at 0xffff...` or `module ext4`.
+        item: String,
+        /// Why.
+        source: Box<KernelError>,
+    },
+}
+
+/// `base + off`, or an error naming `what`.
+fn add(base: u64, off: u64, what: &str) -> Result<u64, KernelError> {
+    base.checked_add(off)
+        .ok_or_else(|| KernelError::Overflow(format!("{what}: {base:#x} + {off:#x}")))
+}
+
+/// `base - off`, or an error naming `what`.
+fn sub(base: u64, off: u64, what: &str) -> Result<u64, KernelError> {
+    base.checked_sub(off)
+        .ok_or_else(|| KernelError::Overflow(format!("{what}: {base:#x} - {off:#x}")))
+}
+
+/// The items of a guest list, in list order, each read or failed, and why the walk stopped
+/// before it closed, if it did (the items before that point are kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListWalk<T> {
+    /// Every item reached: read, or why not (with its address).
+    pub items: Vec<Result<T, ItemError>>,
+    /// Why the walk ended early: a `next` that does not read, a cycle, a budget.
+    pub end: Option<KernelError>,
+}
+
+/// An item of a guest list that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at {addr:#x}: {error}")]
+pub struct ItemError {
+    /// What the item is (`task`, `module`).
+    pub what: &'static str,
+    /// Its address.
+    pub addr: u64,
+    /// Why it could not be read.
+    pub error: KernelError,
+}
+
+impl<T> ListWalk<T> {
+    /// The items that were read.
+    pub fn ok(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().filter_map(|r| r.as_ref().ok())
+    }
+
+    /// All items, or the first error (of an item or of the walk).
+    pub fn into_result(self) -> Result<Vec<T>, KernelError> {
+        let mut out = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            match item {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    return Err(KernelError::Item {
+                        item: format!("{} at {:#x}", e.what, e.addr),
+                        source: Box::new(e.error),
+                    })
+                }
+            }
+        }
+        match self.end {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+/// What [`Kernel::helper_registry`] found: the mark records and manifests of every module
+/// that could be read, and what could not.
+#[derive(Debug, Clone, Default)]
+pub struct HelperRegistry {
+    /// `__vmark_rec_*` and `__vmark_manifest` symbols of every readable module.
+    pub symbols: Vec<ModuleSymbol>,
+    /// Modules (or the module list) that could not be read, with why.
+    pub errors: Vec<(String, KernelError)>,
 }
 
 /// A process (task) of the guest.
@@ -94,7 +227,7 @@ pub struct Module {
     pub name: String,
     /// Base of its core text/data (`core_layout.base`, or `mem[MOD_TEXT].base` on ≥ 6.4).
     pub base: u64,
-    /// Size of that area.
+    /// Size of its core area (`core_layout.size`; on ≥ 6.4 the sum of its `mem[].size`).
     pub size: u64,
 }
 
@@ -162,26 +295,47 @@ impl Kernel {
         symbols: SymbolTable,
         kallsyms: Option<Kallsyms>,
     ) -> Result<Self, KernelError> {
-        let banner = symbols
-            .lookup("linux_banner")
-            .ok_or_else(|| KernelError::MissingSymbol("linux_banner".into()))?;
+        let Some(banner) = symbols.lookup("linux_banner") else {
+            // Kernels without CONFIG_KALLSYMS_ALL (Debian's i386 ones) list no data symbols.
+            return match &kallsyms {
+                Some(ks) => Self::with_kallsyms_anchor(mem, symbols.clone(), ks.clone()),
+                None => Err(KernelError::MissingSymbol("linux_banner".into())),
+            };
+        };
         let pgt = symbols
             .lookup("init_top_pgt")
             .or_else(|| symbols.lookup("swapper_pg_dir"));
         let vcpus = mem.vcpus();
+        // The vCPUs' modes first; dumps rarely record EFER, so CR4.PAE is ambiguous
+        // between long mode and PAE: the word size kallsyms shows decides which comes first,
+        // and every mode is tried (the banner check tells the right one).
+        let word32 =
+            kallsyms.as_ref().is_some_and(|k| k.word.bytes == 4) || banner <= u64::from(u32::MAX);
         let mut modes: Vec<PagingMode> = vcpus
             .iter()
             .filter(|v| v.cr3 != 0)
-            .map(|v| PagingMode::from_registers(v.cr4, v.efer, true))
+            .map(|v| PagingMode::from_registers(v.cr4, v.efer, !word32))
             .collect();
-        modes.extend([PagingMode::Long4, PagingMode::Long5]);
-        modes.dedup();
-        let hits = kallsyms::scan(mem.as_ref(), b"Linux version ", 64)?;
+        if word32 {
+            modes.extend([PagingMode::Pae, PagingMode::Legacy32]);
+        } else {
+            modes.extend([PagingMode::Long4, PagingMode::Long5]);
+        }
+        let mut seen_modes = HashSet::new();
+        modes.retain(|m| seen_modes.insert(*m));
+        let hits = kallsyms::scan(
+            mem.as_ref(),
+            b"Linux version ",
+            limits::KERNEL_MAX_BANNER_HITS,
+        )?;
         let mut roots: Vec<u64> = Vec::new();
         if mem.frame_kind() == FrameKind::Physical {
             if let Some(pgt) = pgt {
                 for &hit in hits.iter().filter(|&&h| h & 0xfff == banner & 0xfff) {
-                    roots.push(pgt.wrapping_sub(banner.wrapping_sub(hit)));
+                    // init_top_pgt's physical address, at the banner's virt-to-phys delta.
+                    if let Some(root) = banner.checked_sub(hit).and_then(|d| pgt.checked_sub(d)) {
+                        roots.push(root);
+                    }
                 }
             }
         }
@@ -201,6 +355,60 @@ impl Kernel {
         Err(KernelError::NoPageTables(format!(
             "{} banner copies, {} candidate roots, none maps linux_banner={banner:#x} onto a banner",
             hits.len(),
+            roots.len()
+        )))
+    }
+
+    /// Finds the page tables of a kernel whose kallsyms lists no `linux_banner` (built
+    /// without `CONFIG_KALLSYMS_ALL`): a vCPU's CR3, in each paging mode, must map `_text`
+    /// and map the kallsyms tables vmark decoded at the same virtual-to-physical distance
+    /// (the kernel image is mapped as one piece).
+    fn with_kallsyms_anchor(
+        mem: Arc<dyn PhysicalMemory>,
+        symbols: SymbolTable,
+        ks: Kallsyms,
+    ) -> Result<Self, KernelError> {
+        let text = symbols
+            .lookup("_text")
+            .or_else(|| symbols.lookup("_stext"))
+            .ok_or_else(|| KernelError::MissingSymbol("linux_banner, _text".into()))?;
+        let vcpus = mem.vcpus();
+        let word32 = ks.word.bytes == 4;
+        let mut modes: Vec<PagingMode> = vcpus
+            .iter()
+            .filter(|v| v.cr3 != 0)
+            .map(|v| PagingMode::from_registers(v.cr4, v.efer, !word32))
+            .collect();
+        modes.extend(if word32 {
+            [PagingMode::Pae, PagingMode::Legacy32]
+        } else {
+            [PagingMode::Long4, PagingMode::Long5]
+        });
+        let mut seen = HashSet::new();
+        modes.retain(|m| seen.insert(*m));
+        let roots: Vec<u64> = vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0).collect();
+        for &mode in &modes {
+            let translator = Arc::new(Translator::new(mem.clone(), mode));
+            for &root in &roots {
+                let Ok(t) = translator.translate_uncached(root, text) else {
+                    continue;
+                };
+                let Some(delta) = text.checked_sub(t.paddr) else {
+                    continue;
+                };
+                let maps = |pa: u64| {
+                    pa.checked_add(delta)
+                        .and_then(|va| translator.translate_uncached(root, va).ok())
+                        .is_some_and(|t| t.paddr == pa)
+                };
+                if maps(ks.token_table_paddr) && maps(ks.names_paddr) {
+                    return Ok(Self::assemble(translator.space(root), symbols, Some(ks)));
+                }
+            }
+        }
+        Err(KernelError::NoPageTables(format!(
+            "no linux_banner symbol (a kernel without CONFIG_KALLSYMS_ALL), and none of {} \
+             vCPU page-table roots maps _text={text:#x} and the kallsyms tables as one image",
             roots.len()
         )))
     }
@@ -245,6 +453,23 @@ impl Kernel {
         Err(last)
     }
 
+    /// A kernel whose address space and symbols are already known (a page-table root
+    /// found elsewhere, synthetic memory in tests and fuzzing): nothing is searched or
+    /// checked, the walks read through `space` with `symbols`.
+    pub fn from_parts(space: AddressSpace, symbols: SymbolTable) -> Self {
+        Self::assemble(space, symbols, None)
+    }
+
+    /// A kernel whose address space and symbols the caller has checked (the kernel files
+    /// of [`super::files`]).
+    pub(crate) fn from_checked_parts(
+        space: AddressSpace,
+        symbols: SymbolTable,
+        kallsyms: Option<Kallsyms>,
+    ) -> Self {
+        Self::assemble(space, symbols, kallsyms)
+    }
+
     /// A kernel whose address space has been checked.
     fn assemble(space: AddressSpace, symbols: SymbolTable, kallsyms: Option<Kallsyms>) -> Self {
         let text_virt = symbols
@@ -253,13 +478,20 @@ impl Kernel {
             .or_else(|| symbols.lookup("linux_banner"))
             .unwrap_or(X86_64_DEFAULT_TEXT);
         let translator = space.translator();
+        // The link-time _text KASLR moves from: x86-64's, or i386's (PAGE_OFFSET 3 GiB +
+        // CONFIG_PHYSICAL_START 16 MiB).
+        let default_text = match translator.mode() {
+            PagingMode::Long4 | PagingMode::Long5 => X86_64_DEFAULT_TEXT,
+            PagingMode::Pae | PagingMode::Legacy32 => I386_DEFAULT_TEXT,
+        };
         let base = KernelBase {
             text_virt,
             text_phys: translator
                 .translate_uncached(space.root(), text_virt)
                 .map(|t| t.paddr)
                 .unwrap_or(0),
-            kaslr_offset: text_virt.wrapping_sub(X86_64_DEFAULT_TEXT) as i64,
+            // A signed distance: two's complement of the difference is the slide.
+            kaslr_offset: text_virt.wrapping_sub(default_text) as i64,
             root: space.root(),
             mode: translator.mode(),
         };
@@ -306,8 +538,9 @@ impl Kernel {
 
     /// Reads the kernel's own BTF (`__start_BTF..__stop_BTF`) and keeps it.
     pub fn load_btf(&mut self) -> Result<Arc<Btf>, KernelError> {
-        let start = self.symbol("__start_BTF")?;
-        let stop = self.symbol("__stop_BTF")?;
+        let (Ok(start), Ok(stop)) = (self.symbol("__start_BTF"), self.symbol("__stop_BTF")) else {
+            return Err(KernelError::NoKernelBtf);
+        };
         let len = stop
             .checked_sub(start)
             .filter(|&l| l > 0 && l <= MAX_BTF_BYTES)
@@ -319,7 +552,11 @@ impl Kernel {
             })?;
         let mut data = vec![0u8; len as usize];
         self.read(start, &mut data)?;
-        let btf = Arc::new(Btf::parse(&data)?);
+        let btf = Arc::new(Btf::parse(&data).map_err(|source| KernelError::KernelBtf {
+            start,
+            len,
+            source,
+        })?);
         self.btf = Some(btf.clone());
         Ok(btf)
     }
@@ -347,141 +584,315 @@ impl Kernel {
             .ok_or_else(|| KernelError::MissingType(format!("{ty_name}.{path}")))
     }
 
-    /// The nodes of the circular `list_head` list at `head` (the head itself excluded),
-    /// following `next`. Stops at the head; fails on a cycle elsewhere or past `max`.
-    pub fn list_nodes(&self, head: u64, max: usize) -> Result<Vec<u64>, KernelError> {
+    /// Walks the circular `list_head` list at `head` (the head itself excluded), following
+    /// `next`, for at most `max` nodes, with cycle detection. Returns the nodes reached and,
+    /// when the walk did not come back to the head, why: a `next` that does not read, a node
+    /// that repeats (a cycle not through the head), or more than `max` nodes.
+    pub fn walk_list(&self, head: u64, max: usize, what: &str) -> (Vec<u64>, Option<KernelError>) {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut node = self.space.read_u64(head)?;
+        let corrupt = |reason: String| KernelError::CorruptList { head, reason };
+        let mut node = match self.read_ptr(head) {
+            Ok(n) => n,
+            Err(e) => {
+                return (
+                    out,
+                    Some(corrupt(format!("{what}: head does not read: {e}"))),
+                )
+            }
+        };
         while node != head {
             if !seen.insert(node) {
-                return Err(KernelError::CorruptList {
-                    head,
-                    reason: format!("node {node:#x} repeats"),
-                });
+                return (
+                    out,
+                    Some(corrupt(format!("{what}: node {node:#x} repeats (a cycle)"))),
+                );
             }
             if out.len() >= max {
-                return Err(KernelError::CorruptList {
-                    head,
-                    reason: format!("more than {max} entries"),
-                });
+                let e = KernelError::OverBudget {
+                    what: format!("{what} (list at {head:#x})"),
+                    limit: max as u64,
+                    unit: "entries",
+                };
+                return (out, Some(e));
             }
             out.push(node);
-            node = self.space.read_u64(node)?;
+            node = match self.read_ptr(node) {
+                Ok(n) => n,
+                Err(e) => {
+                    let reason = format!("{what}: next of node {node:#x} does not read: {e}");
+                    return (out, Some(corrupt(reason)));
+                }
+            };
         }
-        Ok(out)
+        (out, None)
+    }
+
+    /// The nodes of the circular `list_head` list at `head` (the head itself excluded),
+    /// following `next`. Stops at the head; fails on a cycle elsewhere, a `next` that does
+    /// not read, or past `max` (see [`Kernel::walk_list`] to keep the nodes before that).
+    pub fn list_nodes(&self, head: u64, max: usize) -> Result<Vec<u64>, KernelError> {
+        match self.walk_list(head, max, "list") {
+            (nodes, None) => Ok(nodes),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Bytes of a kernel pointer: 4 under 32-bit and PAE paging, 8 in long mode.
+    pub fn pointer_size(&self) -> usize {
+        match self.base.mode {
+            PagingMode::Pae | PagingMode::Legacy32 => 4,
+            PagingMode::Long4 | PagingMode::Long5 => 8,
+        }
+    }
+
+    /// Reads a kernel pointer (of [`Kernel::pointer_size`] bytes).
+    pub fn read_ptr(&self, va: u64) -> Result<u64, TranslateError> {
+        if self.pointer_size() == 4 {
+            self.space.read_u32(va).map(u64::from)
+        } else {
+            self.space.read_u64(va)
+        }
     }
 
     fn read_i32(&self, va: u64) -> Result<i32, KernelError> {
         Ok(self.space.read_u32(va)? as i32)
     }
 
-    /// All tasks on `init_task.tasks` (thread group leaders), `init_task` first.
+    /// All tasks on `init_task.tasks` (thread group leaders), `init_task` first; fails on
+    /// the first task or list node that does not read (see [`Kernel::walk_processes`]).
     pub fn processes(&self) -> Result<Vec<Process>, KernelError> {
-        let task_t = self.type_id("task_struct")?;
-        let off = |p: &str| self.offset(task_t, "task_struct", p);
-        let (o_tasks, o_pid, o_tgid, o_comm, o_mm, o_parent) = (
-            off("tasks")?,
-            off("pid")?,
-            off("tgid")?,
-            off("comm")?,
-            off("mm")?,
-            off("real_parent")?,
-        );
-        let mm_t = self.type_id("mm_struct")?;
-        let o_pgd = self.offset(mm_t, "mm_struct", "pgd")?;
-        let init = self.symbol("init_task")?;
-        let mut tasks = vec![init];
-        for node in self.list_nodes(init + o_tasks, MAX_TASKS)? {
-            tasks.push(node.wrapping_sub(o_tasks));
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let mm = self.space.read_u64(task + o_mm)?;
-            let pgd = if mm != 0 {
-                self.space.read_u64(mm + o_pgd).ok()
-            } else {
-                None
-            };
-            let parent = self.space.read_u64(task + o_parent)?;
-            out.push(Process {
-                task,
-                pid: self.read_i32(task + o_pid)?,
-                tgid: self.read_i32(task + o_tgid)?,
-                name: self.space.read_cstring(task + o_comm, 16)?,
-                parent_pid: self.read_i32(parent + o_pid).ok(),
-                mm,
-                pgd,
-                dtb: pgd.and_then(|p| self.space.translate(p).ok()),
-            });
-        }
-        Ok(out)
+        self.walk_processes()?.into_result()
     }
 
-    /// Offsets of (base, size) of a module's core area, and the size field's width.
-    fn module_area(&self, module_t: TypeId) -> Result<(u64, u64, usize), KernelError> {
+    /// All tasks on `init_task.tasks`, `init_task` first, each read or failed on its own;
+    /// a broken list ends the walk with the tasks before it. Fails only when the layout
+    /// (BTF) or `init_task` is missing.
+    pub fn walk_processes(&self) -> Result<ListWalk<Process>, KernelError> {
+        let task_t = self.type_id("task_struct")?;
+        let off = |p: &str| self.offset(task_t, "task_struct", p);
+        let o = TaskOffsets {
+            tasks: off("tasks")?,
+            pid: off("pid")?,
+            tgid: off("tgid")?,
+            comm: off("comm")?,
+            mm: off("mm")?,
+            parent: off("real_parent")?,
+            pgd: {
+                let mm_t = self.type_id("mm_struct")?;
+                self.offset(mm_t, "mm_struct", "pgd")?
+            },
+        };
+        let init = self.symbol("init_task")?;
+        let head = add(init, o.tasks, "init_task.tasks")?;
+        let (nodes, end) = self.walk_list(head, MAX_TASKS, "tasks");
+        let mut items = Vec::with_capacity(nodes.len() + 1);
+        items.push(self.process(init, &o).map_err(|error| ItemError {
+            what: "task",
+            addr: init,
+            error,
+        }));
+        for node in nodes {
+            // Named by its task_struct when that is computable, else by the list node.
+            let task = node.checked_sub(o.tasks);
+            let item = sub(node, o.tasks, "task of list node")
+                .and_then(|task| self.process(task, &o))
+                .map_err(|error| ItemError {
+                    what: "task",
+                    addr: task.unwrap_or(node),
+                    error,
+                });
+            items.push(item);
+        }
+        Ok(ListWalk { items, end })
+    }
+
+    fn process(&self, task: u64, o: &TaskOffsets) -> Result<Process, KernelError> {
+        let at = |off: u64, what: &str| add(task, off, what);
+        let mm = self.read_ptr(at(o.mm, "task.mm")?)?;
+        let pgd = if mm != 0 {
+            mm.checked_add(o.pgd).and_then(|a| self.read_ptr(a).ok())
+        } else {
+            None
+        };
+        let parent = self.read_ptr(at(o.parent, "task.real_parent")?)?;
+        Ok(Process {
+            task,
+            pid: self.read_i32(at(o.pid, "task.pid")?)?,
+            tgid: self.read_i32(at(o.tgid, "task.tgid")?)?,
+            name: self.space.read_cstring(at(o.comm, "task.comm")?, 16)?,
+            parent_pid: parent
+                .checked_add(o.pid)
+                .and_then(|a| self.read_i32(a).ok()),
+            mm,
+            pgd,
+            dtb: pgd.and_then(|p| self.space.translate(p).ok()),
+        })
+    }
+
+    /// Where a module's core area (base, size) is: `core_layout` up to Linux 6.3, the
+    /// `mem[]` array of `struct module_memory` from 6.4 (base of `mem[MOD_TEXT]`, size the
+    /// sum of every `mem[i].size`, as `/proc/modules` shows it).
+    fn module_area(&self, module_t: TypeId) -> Result<ModuleArea, KernelError> {
         let btf = self.btf()?;
-        for (base, size) in [
-            ("mem.base", "mem.size"),
-            ("core_layout.base", "core_layout.size"),
-        ] {
-            if let (Some((b, _)), Some((s, st))) = (
-                btf.member_offset(module_t, base),
-                btf.member_offset(module_t, size),
-            ) {
-                let width = btf.types().size_of(st).unwrap_or(4) as usize;
-                return Ok((b, s, width.min(8)));
+        let width = |st: TypeId| (btf.types().size_of(st).unwrap_or(4) as usize).clamp(1, 8);
+        if let (Some(n), Some((base, _))) = (
+            btf.member_count(module_t, "mem"),
+            btf.member_offset(module_t, "mem[0].base"),
+        ) {
+            let mut sizes = Vec::new();
+            let mut w = 4;
+            for i in 0..n.min(16) {
+                let (off, st) = btf
+                    .member_offset(module_t, &format!("mem[{i}].size"))
+                    .ok_or_else(|| KernelError::MissingType(format!("module.mem[{i}].size")))?;
+                sizes.push(off);
+                w = width(st);
             }
+            return Ok(ModuleArea {
+                base,
+                sizes,
+                size_width: w,
+            });
+        }
+        if let (Some((base, _)), Some((size, st))) = (
+            btf.member_offset(module_t, "core_layout.base"),
+            btf.member_offset(module_t, "core_layout.size"),
+        ) {
+            return Ok(ModuleArea {
+                base,
+                sizes: vec![size],
+                size_width: width(st),
+            });
         }
         Err(KernelError::MissingType("module.core_layout/mem".into()))
     }
 
-    /// Loaded modules, in list order.
+    /// Loaded modules, in list order; fails on the first module or list node that does
+    /// not read (see [`Kernel::walk_modules`]).
     pub fn modules(&self) -> Result<Vec<Module>, KernelError> {
+        self.walk_modules()?.into_result()
+    }
+
+    /// Loaded modules, in list order, each read or failed on its own; a broken list ends
+    /// the walk with the modules before it. Fails only when the layout (BTF) or the
+    /// `modules` symbol is missing.
+    pub fn walk_modules(&self) -> Result<ListWalk<Module>, KernelError> {
         let module_t = self.type_id("module")?;
         let o_list = self.offset(module_t, "module", "list")?;
         let o_name = self.offset(module_t, "module", "name")?;
-        let (o_base, o_size, size_width) = self.module_area(module_t)?;
+        let area = self.module_area(module_t)?;
         let head = self.symbol("modules")?;
-        let mut out = Vec::new();
-        for node in self.list_nodes(head, MAX_MODULES)? {
-            let m = node.wrapping_sub(o_list);
-            let mut size = [0u8; 8];
-            self.read(m + o_size, &mut size[..size_width])?;
-            out.push(Module {
-                addr: m,
-                name: self.space.read_cstring(m + o_name, 56)?,
-                base: self.space.read_u64(m + o_base)?,
-                size: u64::from_le_bytes(size),
-            });
-        }
-        Ok(out)
+        let (nodes, end) = self.walk_list(head, MAX_MODULES, "modules");
+        let items = nodes
+            .into_iter()
+            .map(|node| {
+                let read = |m: u64| -> Result<Module, KernelError> {
+                    let mut total = 0u64;
+                    for &o_size in &area.sizes {
+                        let mut size = [0u8; 8];
+                        self.read(add(m, o_size, "module size")?, &mut size[..area.size_width])?;
+                        total = add(total, u64::from_le_bytes(size), "module size")?;
+                    }
+                    Ok(Module {
+                        addr: m,
+                        name: self
+                            .space
+                            .read_cstring(add(m, o_name, "module name")?, 56)?,
+                        base: self.read_ptr(add(m, area.base, "module base")?)?,
+                        size: total,
+                    })
+                };
+                sub(node, o_list, "module of list node")
+                    .and_then(read)
+                    .map_err(|error| ItemError {
+                        what: "module",
+                        addr: node.checked_sub(o_list).unwrap_or(node),
+                        error,
+                    })
+            })
+            .collect();
+        Ok(ListWalk { items, end })
     }
 
     /// Symbols of a loaded module from its `struct mod_kallsyms` (`symtab` of `Elf64_Sym`,
-    /// `num_symtab`, `strtab`), keeping those for which `keep(name)` holds.
+    /// `num_symtab`, `strtab`), keeping those for which `keep(name)` holds. A table of
+    /// more than [`MAX_MODULE_SYMBOLS`] symbols is an error for this module.
     pub fn module_symbols(
         &self,
         module: &Module,
         keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<ModuleSymbol>, KernelError> {
+        let mut budget = limits::KERNEL_MAX_MODULE_SYMBOLS_TOTAL;
+        self.module_symbols_within(module, keep, &mut budget)
+    }
+
+    /// [`Kernel::module_symbols`], counting symbols read against `budget`.
+    fn module_symbols_within(
+        &self,
+        module: &Module,
+        keep: &dyn Fn(&str) -> bool,
+        budget: &mut u64,
     ) -> Result<Vec<ModuleSymbol>, KernelError> {
         let module_t = self.type_id("module")?;
         let o_kallsyms = self.offset(module_t, "module", "kallsyms")?;
         let mk_t = self.type_id("mod_kallsyms")?;
         let off = |p: &str| self.offset(mk_t, "mod_kallsyms", p);
         let (o_symtab, o_num, o_strtab) = (off("symtab")?, off("num_symtab")?, off("strtab")?);
-        let mk = self.space.read_u64(module.addr + o_kallsyms)?;
-        let symtab = self.space.read_u64(mk + o_symtab)?;
-        let num = u64::from(self.space.read_u32(mk + o_num)?).min(MAX_MODULE_SYMBOLS);
-        let strtab = self.space.read_u64(mk + o_strtab)?;
+        let mk = self.read_ptr(add(module.addr, o_kallsyms, "module.kallsyms")?)?;
+        let symtab = self.read_ptr(add(mk, o_symtab, "mod_kallsyms.symtab")?)?;
+        let num = u64::from(
+            self.space
+                .read_u32(add(mk, o_num, "mod_kallsyms.num_symtab")?)?,
+        );
+        let strtab = self.read_ptr(add(mk, o_strtab, "mod_kallsyms.strtab")?)?;
+        let over = |limit: u64, what: String| KernelError::OverBudget {
+            what,
+            limit,
+            unit: "symbols",
+        };
+        if num > MAX_MODULE_SYMBOLS {
+            return Err(over(
+                MAX_MODULE_SYMBOLS,
+                format!(
+                    "symbol table of module {} ({num} symbols)",
+                    escape(&module.name)
+                ),
+            ));
+        }
+        *budget = budget.checked_sub(num).ok_or_else(|| {
+            over(
+                limits::KERNEL_MAX_MODULE_SYMBOLS_TOTAL,
+                format!(
+                    "module symbols of all modules, at module {}",
+                    escape(&module.name)
+                ),
+            )
+        })?;
+        // Elf64_Sym { u32 name; u8 info, other; u16 shndx; u64 value, size } or
+        // Elf32_Sym { u32 name, value, size; u8 info, other; u16 shndx }.
+        let wide = self.pointer_size() == 8;
+        let sym_size = if wide { ELF64_SYM_SIZE } else { ELF32_SYM_SIZE };
+        let bytes = num * sym_size; // at most 24 MiB (num is bounded above)
+        add(symtab, bytes, "module symtab")?;
+        let mut table = vec![0u8; bytes as usize];
+        self.read(symtab, &mut table)?;
         let mut out = Vec::new();
-        for i in 0..num {
-            let mut sym = [0u8; 24];
-            self.read(symtab + i * 24, &mut sym)?;
-            let st_name = u64::from(u32::from_le_bytes(sym[0..4].try_into().expect("4")));
-            let value = u64::from_le_bytes(sym[8..16].try_into().expect("8"));
-            let size = u64::from_le_bytes(sym[16..24].try_into().expect("8"));
-            let name = self.space.read_cstring(strtab + st_name, 256)?;
+        for sym in table.chunks_exact(sym_size as usize) {
+            let le = |r: std::ops::Range<usize>| {
+                let mut b = [0u8; 8];
+                b[..r.len()].copy_from_slice(&sym[r]);
+                u64::from_le_bytes(b)
+            };
+            let (st_name, value, size) = if wide {
+                (le(0..4), le(8..16), le(16..24))
+            } else {
+                (le(0..4), le(4..8), le(8..12))
+            };
+            let name = self.space.read_cstring(
+                add(strtab, st_name, "module strtab")?,
+                limits::KERNEL_MAX_SYMBOL_NAME,
+            )?;
             if keep(&name) {
                 out.push(ModuleSymbol {
                     module: module.name.clone(),
@@ -494,16 +905,70 @@ impl Kernel {
         Ok(out)
     }
 
-    /// Finds vmark's helper registry without xenstore: walks every module's kallsyms for
-    /// the `__vmark_rec_*` mark records and the `__vmark_manifest` symbol the guest helper
-    /// exports. Next step (not done here): decode the records and the manifest at those
-    /// addresses with `vmark_proto` and hand them to the reader.
-    pub fn find_helper_registry(&self) -> Result<Vec<ModuleSymbol>, KernelError> {
-        let keep = |n: &str| n.starts_with("__vmark_rec_") || n == "__vmark_manifest";
-        let mut out = Vec::new();
-        for m in self.modules()? {
-            out.extend(self.module_symbols(&m, &keep)?);
+    /// The symbols of every module for which `keep(name)` holds, each module read on its
+    /// own: a module that cannot be read (or the module list breaking) is an error in the
+    /// result and the others are still read. All modules together read at most
+    /// [`vmark_proto::limits::KERNEL_MAX_MODULE_SYMBOLS_TOTAL`] symbols.
+    pub fn all_module_symbols(
+        &self,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<HelperRegistry, KernelError> {
+        let walk = self.walk_modules()?;
+        let mut out = HelperRegistry::default();
+        let mut budget = limits::KERNEL_MAX_MODULE_SYMBOLS_TOTAL;
+        for item in walk.items {
+            match item {
+                Ok(m) => match self.module_symbols_within(&m, keep, &mut budget) {
+                    Ok(syms) => out.symbols.extend(syms),
+                    Err(e) => out.errors.push((format!("module {}", escape(&m.name)), e)),
+                },
+                Err(e) => out
+                    .errors
+                    .push((format!("module at {:#x}", e.addr), e.error)),
+            }
+        }
+        if let Some(e) = walk.end {
+            out.errors.push(("module list".into(), e));
         }
         Ok(out)
     }
+
+    /// Finds vmark's helper registry without xenstore: walks every module's kallsyms for
+    /// the `__vmark_rec_*` mark records and the `__vmark_manifest` symbol, module by
+    /// module (see [`Kernel::all_module_symbols`]).
+    pub fn helper_registry(&self) -> Result<HelperRegistry, KernelError> {
+        self.all_module_symbols(&|n: &str| n.starts_with("__vmark_rec_") || n == "__vmark_manifest")
+    }
+
+    /// [`Kernel::helper_registry`]'s symbols; fails on the first module that cannot be
+    /// read.
+    pub fn find_helper_registry(&self) -> Result<Vec<ModuleSymbol>, KernelError> {
+        let r = self.helper_registry()?;
+        match r.errors.into_iter().next() {
+            Some((item, e)) => Err(KernelError::Item {
+                item,
+                source: Box::new(e),
+            }),
+            None => Ok(r.symbols),
+        }
+    }
+}
+
+/// Offsets of a module's core area in `struct module`.
+struct ModuleArea {
+    base: u64,
+    /// Offsets of the size fields summed into the module's size.
+    sizes: Vec<u64>,
+    size_width: usize,
+}
+
+/// Offsets in `task_struct` (and `mm_struct.pgd`) from BTF.
+struct TaskOffsets {
+    tasks: u64,
+    pid: u64,
+    tgid: u64,
+    comm: u64,
+    mm: u64,
+    parent: u64,
+    pgd: u64,
 }

@@ -10,11 +10,14 @@
 //!   (or a System.map) and the KASLR offset;
 //! - [`btf`]: kernel types from BTF (in guest memory or a file) into a
 //!   [`vmark_proto::TypeTable`];
+//! - [`files`]: a System.map, vmlinux or BTF file given by the user, checked against
+//!   the kernel in memory;
 //! - [`kernel`]: a guest kernel located in memory, with process and module lists walked
 //!   through BTF offsets.
 
 pub mod btf;
 pub mod cache;
+pub mod files;
 pub mod kallsyms;
 pub mod kernel;
 pub mod m2p;
@@ -29,3 +32,5 @@ mod dump_tests;
 pub mod fixture;
 #[cfg(test)]
 mod paging_tests;
+#[cfg(test)]
+mod walk_tests;

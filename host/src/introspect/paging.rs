@@ -75,6 +75,15 @@ pub enum TranslateError {
         /// The entry.
         entry: u64,
     },
+    /// An address range wraps around the address space, or a frame number read from the
+    /// tables (or the M2P) names no representable address.
+    #[error("{vaddr:#x} (+{len:#x}): address arithmetic overflows")]
+    Overflow {
+        /// The address.
+        vaddr: u64,
+        /// Bytes from it.
+        len: u64,
+    },
     /// Xen PV: an entry names a machine frame the guest does not own.
     #[error("machine frame {0:#x} is not in the guest's M2P")]
     UnknownMachineFrame(u64),
@@ -136,9 +145,33 @@ impl<'a> FrameMap<'a> {
     }
     /// Physical address of an address named in a page-table entry or CR3.
     fn addr(&self, addr: u64) -> Result<u64, TranslateError> {
-        Ok(self.frame(addr / PAGE_SIZE)? * PAGE_SIZE + addr % PAGE_SIZE)
+        frame_addr(self.frame(addr / PAGE_SIZE)?, addr % PAGE_SIZE)
     }
 }
+
+/// `frame * PAGE_SIZE + offset`, checked: an M2P (or a guest value) may name any frame.
+fn frame_addr(frame: u64, offset: u64) -> Result<u64, TranslateError> {
+    frame
+        .checked_mul(PAGE_SIZE)
+        .and_then(|a| a.checked_add(offset))
+        .ok_or(TranslateError::Overflow {
+            vaddr: frame,
+            len: offset,
+        })
+}
+
+/// `table + index * entry_size`, checked.
+fn entry_addr(table: u64, index: u64, entry_size: u64) -> Result<u64, TranslateError> {
+    index
+        .checked_mul(entry_size)
+        .and_then(|o| table.checked_add(o))
+        .ok_or(TranslateError::Overflow {
+            vaddr: table,
+            len: index,
+        })
+}
+
+impl FrameMap<'_> {}
 
 fn read_entry(mem: &dyn PhysicalMemory, addr: u64, wide: bool) -> Result<u64, MemError> {
     if wide {
@@ -188,11 +221,15 @@ fn leaf(
         // Translate the one 4 KiB machine frame holding vaddr.
         let mfn = base / PAGE_SIZE + offset / PAGE_SIZE;
         (
-            frames.frame(mfn)? * PAGE_SIZE + vaddr % PAGE_SIZE,
+            frame_addr(frames.frame(mfn)?, vaddr % PAGE_SIZE)?,
             PAGE_SIZE,
         )
     } else {
-        (base + offset, size)
+        let paddr = base.checked_add(offset).ok_or(TranslateError::Overflow {
+            vaddr: base,
+            len: offset,
+        })?;
+        (paddr, size)
     };
     Ok(Translation {
         paddr,
@@ -225,7 +262,7 @@ pub fn walk(
             for level in (1..=levels).rev() {
                 let shift = 12 + 9 * u32::from(level - 1);
                 let index = (vaddr >> shift) & 0x1ff;
-                let e = read_entry(mem, table + index * 8, true)?;
+                let e = read_entry(mem, entry_addr(table, index, 8)?, true)?;
                 if e & P == 0 {
                     return Err(TranslateError::NotPresent { vaddr, level });
                 }
@@ -250,13 +287,13 @@ pub fn walk(
         }
         PagingMode::Pae => {
             let pdpt = frames.addr(cr3 & 0xffff_ffe0)?;
-            let e = read_entry(mem, pdpt + ((vaddr >> 30) & 3) * 8, true)?;
+            let e = read_entry(mem, entry_addr(pdpt, (vaddr >> 30) & 3, 8)?, true)?;
             if e & P == 0 {
                 return Err(TranslateError::NotPresent { vaddr, level: 3 });
             }
             // PDPTEs carry no access rights in PAE mode.
             let pd = frames.addr(e & ADDR_MASK)?;
-            let e = read_entry(mem, pd + ((vaddr >> 21) & 0x1ff) * 8, true)?;
+            let e = read_entry(mem, entry_addr(pd, (vaddr >> 21) & 0x1ff, 8)?, true)?;
             if e & P == 0 {
                 return Err(TranslateError::NotPresent { vaddr, level: 2 });
             }
@@ -266,7 +303,7 @@ pub fn walk(
                 return leaf(frames, e & ADDR_MASK & !(size - 1), size, vaddr, rights);
             }
             let pt = frames.addr(e & ADDR_MASK)?;
-            let e = read_entry(mem, pt + ((vaddr >> 12) & 0x1ff) * 8, true)?;
+            let e = read_entry(mem, entry_addr(pt, (vaddr >> 12) & 0x1ff, 8)?, true)?;
             if e & P == 0 {
                 return Err(TranslateError::NotPresent { vaddr, level: 1 });
             }
@@ -275,7 +312,7 @@ pub fn walk(
         }
         PagingMode::Legacy32 => {
             let pd = frames.addr(cr3 & 0xffff_f000)?;
-            let e = read_entry(mem, pd + ((vaddr >> 22) & 0x3ff) * 4, false)?;
+            let e = read_entry(mem, entry_addr(pd, (vaddr >> 22) & 0x3ff, 4)?, false)?;
             if e & P == 0 {
                 return Err(TranslateError::NotPresent { vaddr, level: 2 });
             }
@@ -286,7 +323,7 @@ pub fn walk(
                 return leaf(frames, base, 1 << 22, vaddr, rights);
             }
             let pt = frames.addr(e & 0xffff_f000)?;
-            let e = read_entry(mem, pt + ((vaddr >> 12) & 0x3ff) * 4, false)?;
+            let e = read_entry(mem, entry_addr(pt, (vaddr >> 12) & 0x3ff, 4)?, false)?;
             if e & P == 0 {
                 return Err(TranslateError::NotPresent { vaddr, level: 1 });
             }

@@ -319,3 +319,35 @@ fn translation_cache_is_bounded_and_flushable() {
     t.flush();
     assert_eq!(t.translate(root, 0x40_0000).unwrap(), 0x30_0000);
 }
+
+/// An M2P that maps every machine frame to a frame number no address can hold.
+struct WildM2p;
+
+impl MachineToPhys for WildM2p {
+    fn m2p(&self, _mfn: u64) -> Option<u64> {
+        Some(u64::MAX >> 4)
+    }
+}
+
+#[test]
+fn frames_past_the_address_space_are_an_error_not_a_wrapped_address() {
+    // Xen PV: the M2P names a frame whose address overflows (frame * 4096).
+    let mem = VecMemory::new(vec![0; 8192]);
+    let walk = walk(
+        &mem,
+        PagingMode::Long4,
+        FrameMap::xen_pv(&WildM2p),
+        0x1000,
+        0xffff_8880_0000_0000,
+    );
+    assert!(
+        matches!(walk, Err(TranslateError::Overflow { .. })),
+        "{walk:?}"
+    );
+    // A read whose range wraps around the top of the address space.
+    let t = translator(VecMemory::new(vec![0; 8192]), PagingMode::Long4);
+    assert!(matches!(
+        t.read(0x1000, u64::MAX - 1, &mut [0u8; 4]),
+        Err(TranslateError::Overflow { .. })
+    ));
+}

@@ -35,6 +35,16 @@ pub enum SymbolError {
     /// More than [`MAX_SYMBOLS`] symbols.
     #[error("more than {MAX_SYMBOLS} symbols")]
     TooMany,
+    /// Relocating a symbol would overflow the address space.
+    #[error("symbol {} at {addr:#x} moved by {delta:#x} overflows", vmark_proto::text::escape(.name))]
+    Overflow {
+        /// The symbol.
+        name: String,
+        /// Its address.
+        addr: u64,
+        /// The shift.
+        delta: i64,
+    },
 }
 
 /// Symbols indexed by name and by address.
@@ -133,22 +143,28 @@ impl SymbolTable {
         self.symbols.is_empty()
     }
 
-    /// A copy with every address shifted by `delta` (wrapping): applies a KASLR offset to a
-    /// link-time System.map. Absolute symbols (type `A`/`a`) are not moved.
-    pub fn relocated(&self, delta: i64) -> Self {
+    /// A copy with every address shifted by `delta`: applies a KASLR offset to a
+    /// link-time System.map. Absolute symbols (type `A`/`a`) are not moved. A symbol that
+    /// would move past either end of the address space is an error, not a wrapped address.
+    pub fn relocated(&self, delta: i64) -> Result<Self, SymbolError> {
         let symbols = self
             .symbols
             .iter()
-            .map(|s| Symbol {
-                addr: if s.kind.eq_ignore_ascii_case(&'a') {
-                    s.addr
+            .map(|s| {
+                let addr = if s.kind.eq_ignore_ascii_case(&'a') {
+                    Some(s.addr)
                 } else {
-                    s.addr.wrapping_add(delta as u64)
-                },
-                ..s.clone()
+                    s.addr.checked_add_signed(delta)
+                };
+                addr.map(|addr| Symbol { addr, ..s.clone() })
+                    .ok_or_else(|| SymbolError::Overflow {
+                        name: s.name.clone(),
+                        addr: s.addr,
+                        delta,
+                    })
             })
-            .collect();
-        Self::new(symbols).expect("same count as an accepted table")
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(symbols)
     }
 
     /// The KASLR slide of this table relative to a link-time table: `_text` here minus
@@ -176,10 +192,15 @@ mod tests {
         let (s, off) = t.nearest(0xffff_ffff_82a0_c950).unwrap();
         assert_eq!((s.name.as_str(), off), ("init_task", 0x10));
         assert!(t.nearest(0x10).unwrap().0.name == "fixed_percpu_data");
-        let r = t.relocated(0x1e00_0000);
+        let r = t.relocated(0x1e00_0000).unwrap();
         assert_eq!(r.lookup("_text"), Some(0xffff_ffff_9f00_0000));
         assert_eq!(r.lookup("fixed_percpu_data"), Some(0));
         assert_eq!(r.kaslr_offset_from(&t), Some(0x1e00_0000));
+        // A shift past the top of the address space is refused, not wrapped to low memory.
+        assert!(matches!(
+            t.relocated(0x7fff_ffff_0000_0000),
+            Err(SymbolError::Overflow { .. })
+        ));
         assert!(SymbolTable::from_system_map("zz T x").is_err());
         assert!(SymbolTable::from_system_map("ffff").is_err());
     }

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 /// Default number of cached translations.
 pub const DEFAULT_TLB_ENTRIES: usize = 8192;
 
-/// Most bytes [`Translator::read_cstring`] reads.
-pub const MAX_CSTRING: usize = 4096;
+/// Most bytes [`Translator::read_cstring`] reads
+/// ([`vmark_proto::limits::VMEM_MAX_CSTRING`]).
+pub const MAX_CSTRING: usize = vmark_proto::limits::VMEM_MAX_CSTRING;
 
 /// Translates and reads virtual addresses of any address space (page-table root) of one
 /// guest. Translations are cached per (root, virtual page) in a fixed-size clock cache;
@@ -91,12 +92,14 @@ impl Translator {
         let key = (root, vaddr / PAGE_SIZE);
         if let Ok(mut tlb) = self.tlb.lock() {
             if let Some(&page) = tlb.get(&key) {
-                return Ok(page + vaddr % PAGE_SIZE);
+                // page is 4 KiB aligned (checked on insert): the sum cannot overflow.
+                return Ok(page | (vaddr % PAGE_SIZE));
             }
         }
         let t = self.translate_uncached(root, vaddr)?;
+        let page = t.paddr & !(PAGE_SIZE - 1);
         if let Ok(mut tlb) = self.tlb.lock() {
-            tlb.insert(key, t.paddr - vaddr % PAGE_SIZE);
+            tlb.insert(key, page);
         }
         Ok(t.paddr)
     }
@@ -114,11 +117,18 @@ impl Translator {
         self.tlb.lock().map(|t| t.stats()).unwrap_or_default()
     }
 
-    /// Reads `buf.len()` bytes at `vaddr`, page by page.
+    /// Reads `buf.len()` bytes at `vaddr`, page by page. A range that wraps around the
+    /// address space is an error, not a read of address 0.
     pub fn read(&self, root: u64, vaddr: u64, buf: &mut [u8]) -> Result<(), TranslateError> {
+        if vaddr.checked_add(buf.len() as u64).is_none() {
+            return Err(TranslateError::Overflow {
+                vaddr,
+                len: buf.len() as u64,
+            });
+        }
         let mut done = 0usize;
         while done < buf.len() {
-            let va = vaddr.wrapping_add(done as u64);
+            let va = vaddr + done as u64;
             let n = (buf.len() - done).min((PAGE_SIZE - va % PAGE_SIZE) as usize);
             let pa = self.translate(root, va)?;
             self.mem.read(pa, &mut buf[done..done + n])?;
@@ -161,7 +171,10 @@ impl Translator {
                 break;
             }
             out.extend_from_slice(&chunk);
-            va = va.wrapping_add(n as u64);
+            va = va.checked_add(n as u64).ok_or(TranslateError::Overflow {
+                vaddr,
+                len: out.len() as u64,
+            })?;
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
@@ -244,12 +257,14 @@ impl PhysicalMemory for VirtualWindow {
         if end > self.len {
             return Err(MemError::NotPresent(paddr.max(self.len)));
         }
-        self.space
-            .read(self.base.wrapping_add(paddr), buf)
-            .map_err(|e| match e {
-                TranslateError::Memory(m) => m,
-                _ => MemError::NotPresent(paddr),
-            })
+        let va = self.base.checked_add(paddr).ok_or(MemError::Overflow {
+            addr: paddr,
+            len: buf.len(),
+        })?;
+        self.space.read(va, buf).map_err(|e| match e {
+            TranslateError::Memory(m) => m,
+            _ => MemError::NotPresent(paddr),
+        })
     }
     fn max_address(&self) -> u64 {
         self.len
@@ -259,7 +274,10 @@ impl PhysicalMemory for VirtualWindow {
         let mut out: Vec<Region> = Vec::new();
         let mut off = 0u64;
         while off < self.len {
-            if self.space.translate(self.base.wrapping_add(off)).is_ok() {
+            let Some(va) = self.base.checked_add(off) else {
+                break;
+            };
+            if self.space.translate(va).is_ok() {
                 match out.last_mut() {
                     Some(r) if r.end() == off => r.len += PAGE_SIZE,
                     _ => out.push(Region {

@@ -53,6 +53,8 @@ pub struct DomainInfo {
     pub max_vcpu_id: u32,
     /// Highest guest frame number the domain has mapped (`xc_domain_maximum_gpfn`).
     pub max_gpfn: u64,
+    /// Being destroyed.
+    pub dying: bool,
 }
 
 impl XenControl {
@@ -73,7 +75,38 @@ impl XenControl {
             hvm: info.flags & sys::XEN_DOMINF_hvm_guest != 0,
             max_vcpu_id: info.max_vcpu_id,
             max_gpfn: gpfns as u64,
+            dying: info.flags & sys::XEN_DOMINF_dying != 0,
         })
+    }
+
+    /// Whether `domid` exists and is not being destroyed.
+    pub fn domain_alive(&self, domid: u32) -> bool {
+        let mut info = sys::xc_domaininfo_t::default();
+        // SAFETY: `xch` is open and `info` is one writable xc_domaininfo_t.
+        let n = unsafe { sys::xc_domain_getinfolist(self.xch, domid, 1, &mut info) };
+        n == 1 && u32::from(info.domain) == domid && info.flags & sys::XEN_DOMINF_dying == 0
+    }
+
+    /// Whether this domain's event-channel port `local_port` is still connected to port
+    /// `remote_port` of `domid` (after the guest closes its end, ours is left unbound).
+    pub fn evtchn_connected(&self, local_port: u32, domid: u32, remote_port: u32) -> bool {
+        /// DOMID_SELF of xen.h.
+        const DOMID_SELF: u16 = 0x7ff0;
+        let mut st = sys::evtchn_status {
+            dom: DOMID_SELF,
+            port: local_port,
+            ..Default::default()
+        };
+        // SAFETY: `xch` is open; `st` is one evtchn_status with its in-fields set.
+        if unsafe { sys::xc_evtchn_status(self.xch, &mut st) } != 0 {
+            return false;
+        }
+        if st.status != sys::EVTCHNSTAT_interdomain {
+            return false;
+        }
+        // SAFETY: for an interdomain channel, Xen filled in the `interdomain` member.
+        let peer = unsafe { st.u.interdomain };
+        u32::from(peer.dom) == domid && peer.port == remote_port
     }
 
     /// Control registers of vCPU `vcpu` of a 64-bit domain. CR3 holds a guest frame for

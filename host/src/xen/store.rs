@@ -52,15 +52,23 @@ pub struct Domain {
     pub name: String,
 }
 
-/// All domains xenstore knows, by id.
+/// All domains xenstore knows, by id. A domain whose name cannot be read (it is going
+/// away, or its entry is odd) is listed without one rather than failing the others.
 pub fn domains(store: &dyn Store) -> std::io::Result<Vec<Domain>> {
     let mut out = Vec::new();
     for id in store.directory("/local/domain")? {
         let Ok(num) = id.parse::<u32>() else { continue };
-        let name = store
-            .read(&format!("/local/domain/{num}/name"))?
-            .unwrap_or_default();
+        let name = match store.read(&format!("/local/domain/{num}/name")) {
+            Ok(Some(n)) => n
+                .chars()
+                .take(vmark_proto::limits::XS_MAX_VALUE_LEN)
+                .collect(),
+            Ok(None) | Err(_) => String::new(),
+        };
         out.push(Domain { id: num, name });
+        if out.len() >= vmark_proto::limits::LIVE_MAX_DOMAINS {
+            break;
+        }
     }
     out.sort_by_key(|d| d.id);
     Ok(out)

@@ -85,6 +85,14 @@ impl XenCore {
             .ok_or_else(|| fmt_err(path, "no .xen_pages section: not an xl dump-core file"))?;
         let pages_off = pages.sh_offset(endian);
         let nr_pages = (pages.sh_size(endian) / PAGE_SIZE).min(MAX_PAGES);
+        // The pages must lie in the file: this also keeps every page's file offset
+        // (`pages_off + i * PAGE_SIZE`, i < nr_pages) from wrapping.
+        if pages_off
+            .checked_add(nr_pages * PAGE_SIZE)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(fmt_err(path, ".xen_pages lies outside the file"));
+        }
 
         let table = |name: &[u8]| -> Result<Option<Vec<u8>>, MemError> {
             match sections.section_by_name(endian, name) {

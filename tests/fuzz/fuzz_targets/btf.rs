@@ -1,0 +1,7 @@
+//! libFuzzer entry point of the `btf` target; the body (and its invariants) is
+//! `vmark_tests::fuzz_entry::fuzz_btf`, replayed on stable by `tests/fuzz_replay.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    vmark_tests::fuzz_entry::fuzz_btf(data);
+});
