@@ -65,6 +65,13 @@ pub enum DecodeError {
     /// The plan would take more memory than its budget.
     #[error("type's plan would take more than {} bytes", limits::PLAN_MAX_BYTES)]
     TooLarge,
+    /// One decoded sample could render to more text than its budget (a small manifest
+    /// can describe a value whose every sample would be tens of MiB of output).
+    #[error(
+        "a sample of this type could render to more than {} bytes",
+        limits::PLAN_MAX_OUTPUT_BYTES
+    )]
+    OutputTooLarge,
     /// A member's or element's offset does not fit in 64 bits (or a bitfield's in 32).
     #[error("an offset in type {0} overflows")]
     Overflow(String),
@@ -673,6 +680,9 @@ struct Compiler<'a> {
     visits: usize,
     /// Memory charged to the plan (budget: [`limits::PLAN_MAX_BYTES`]).
     bytes: usize,
+    /// The most text one sample can render to, JSON or pretty (budget:
+    /// [`limits::PLAN_MAX_OUTPUT_BYTES`]).
+    output: u64,
 }
 
 impl<'a> Compiler<'a> {
@@ -684,6 +694,7 @@ impl<'a> Compiler<'a> {
             enum_index: HashMap::new(),
             visits: 0,
             bytes: 0,
+            output: 0,
         }
     }
 
@@ -721,7 +732,48 @@ impl<'a> Compiler<'a> {
             Op::Close { .. } => 0,
         };
         self.charge(OP_COST + keys)?;
+        self.charge_output(&op)?;
         self.ops.push(op);
+        Ok(())
+    }
+
+    /// Charges the most text `op` can render to in one sample, in the larger of the two
+    /// outputs: its keys, the pretty tree's indentation, and its value at its widest (a
+    /// scalar or an enum's name, a string with every byte escaped, opaque bytes in hex).
+    fn charge_output(&mut self, op: &Op) -> Result<(), DecodeError> {
+        const LINE: u64 = 2 * MAX_DEPTH as u64 + 8;
+        // The widest number (a 128-bit integer, a float, a bitfield) with its separators;
+        // an enum's value is shown with its constant's name.
+        let widest = |scalar: &Scalar| match scalar {
+            Scalar::Enum(..) => 48 + limits::TYPE_MAX_NAME_LEN as u64,
+            _ => 48,
+        };
+        let key = |k: &Key| (k.json.len() + k.pretty.len()) as u64;
+        let cost = match op {
+            Op::Open { key: k, .. } => Some(key(k) + LINE),
+            Op::Close { .. } => Some(LINE),
+            Op::Scalar { key: k, scalar, .. } => Some(key(k) + LINE + widest(scalar)),
+            Op::ScalarRun {
+                key: k,
+                count,
+                scalar,
+                ..
+            } => count
+                .checked_mul(LINE + widest(scalar))
+                .and_then(|v| v.checked_add(key(k))),
+            Op::Chars { key: k, len, .. } => len
+                .checked_mul(6)
+                .and_then(|v| v.checked_add(key(k) + LINE)),
+            Op::Opaque { key: k, size, .. } => size
+                .checked_mul(2)
+                .and_then(|v| v.checked_add(key(k) + LINE)),
+        };
+        self.output = cost
+            .and_then(|c| self.output.checked_add(c))
+            .ok_or(DecodeError::OutputTooLarge)?;
+        if self.output > limits::PLAN_MAX_OUTPUT_BYTES {
+            return Err(DecodeError::OutputTooLarge);
+        }
         Ok(())
     }
 
@@ -1811,7 +1863,10 @@ mod tests {
         assert!(
             matches!(
                 err,
-                DecodeError::TooMuchWork | DecodeError::TooLarge | DecodeError::TooManyFields
+                DecodeError::TooMuchWork
+                    | DecodeError::TooLarge
+                    | DecodeError::TooManyFields
+                    | DecodeError::OutputTooLarge
             ),
             "{err}"
         );
@@ -1864,6 +1919,63 @@ mod tests {
         }
         t.validate().unwrap();
         assert!(Plan::compile(&t, cur).is_err());
+    }
+
+    #[test]
+    fn a_sample_that_would_render_to_tens_of_mib_is_refused_at_compile_time() {
+        // struct big { unsigned char raw[60 MiB]; }: small to describe, valid, and every
+        // sample would be 120 MiB of hex (the opaque run) without an output budget.
+        let mut t = TypeTable::new();
+        let opaque = t.push(Type::Opaque {
+            kind: AggregateKind::Struct,
+            name: Some("blob".into()),
+            size: Some(60 << 20),
+        });
+        let big = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("big".into()),
+            size: 60 << 20,
+            members: vec![Member {
+                name: Some("raw".into()),
+                ty: opaque,
+                offset: 0,
+                bitfield: None,
+            }],
+        });
+        t.validate().unwrap();
+        assert!(matches!(
+            Plan::compile(&t, big),
+            Err(DecodeError::OutputTooLarge)
+        ));
+        // Many scalars in nested arrays are counted at their widest as well.
+        let int = t.push(Type::Base {
+            name: "int".into(),
+            size: 4,
+            encoding: BaseEncoding::Signed,
+        });
+        let row = t.push(Type::Array {
+            element: int,
+            dims: vec![ArrayBound::Count(4096)],
+        });
+        let rows = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("row".into()),
+            size: 4 * 4096,
+            members: vec![Member {
+                name: Some("v".into()),
+                ty: row,
+                offset: 0,
+                bitfield: None,
+            }],
+        });
+        let table = t.push(Type::Array {
+            element: rows,
+            dims: vec![ArrayBound::Count(1024)],
+        });
+        assert!(matches!(
+            Plan::compile(&t, table),
+            Err(DecodeError::OutputTooLarge)
+        ));
     }
 
     /// Tables validation refuses, handed to the compiler anyway.

@@ -256,8 +256,10 @@ fn open(
     format: Option<SourceFormat>,
     files: &introspect::KernelFiles,
 ) -> Result<introspect::Target, introspect::CliError> {
-    Ok(introspect::Target::open(&introspect::SourceSpec::parse(source, format)?)?
-        .with_files(files.clone()))
+    Ok(
+        introspect::Target::open(&introspect::SourceSpec::parse(source, format)?)?
+            .with_files(files.clone()),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -114,6 +114,11 @@ pub const PLAN_MAX_BYTES: usize = 64 << 20;
 pub const PLAN_MAX_DEPTH: usize = 64;
 /// Arrays longer than this render their first elements (scalars: and a count of the rest).
 pub const PLAN_MAX_ARRAY_ELEMENTS: u64 = 4096;
+/// Most text one decoded sample may render to, JSON or pretty, counted at its widest when
+/// the plan is compiled (every struct of the typezoo module, `struct tcp_sock` included,
+/// compiles within it: tests/decode_agree.rs): without it a 41-byte manifest found by the
+/// fuzzer made every sample tens of MiB of output.
+pub const PLAN_MAX_OUTPUT_BYTES: u64 = 16 << 20;
 /// Most members looked at to find one member by name (searching through anonymous members),
 /// per path segment.
 pub const MEMBER_LOOKUP_MAX_VISITS: usize = 1 << 16;

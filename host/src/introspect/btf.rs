@@ -100,8 +100,14 @@ impl Btf {
         if data.len() < 24 {
             return Err(hdr("shorter than the 24-byte header"));
         }
-        if u16::from_le_bytes([data[0], data[1]]) != BTF_MAGIC {
-            return Err(hdr("bad magic (big-endian BTF is not supported)"));
+        let magic = u16::from_le_bytes([data[0], data[1]]);
+        if magic == BTF_MAGIC.swap_bytes() {
+            return Err(hdr("big-endian BTF is not supported"));
+        }
+        if magic != BTF_MAGIC {
+            return Err(BtfError::Header(format!(
+                "bad magic {magic:#06x} (BTF starts with 0xeb9f)"
+            )));
         }
         if data[2] != 1 {
             return Err(hdr("unsupported version"));
