@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use vmark_host::introspect::fixture::{self, Fixture};
 use vmark_tests::guest_lists::{compare_modules, proc_modules, GuestPs};
-use vmark_tests::kmod::{make_marked_module, vmark_binary, workspace_root};
+use vmark_tests::kmod::{make_marked_module, vmark, vmark_binary, vmark_json, workspace_root};
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Result<Fixture, String>> = OnceLock::new();
@@ -36,25 +36,6 @@ fn fixture() -> &'static Fixture {
 
 fn dump() -> &'static str {
     fixture().dump.to_str().expect("UTF-8 path")
-}
-
-fn vmark(args: &[&str]) -> String {
-    let bin = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "vmark {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn vmark_json(args: &[&str]) -> Value {
-    let text = vmark(args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vmark {args:?}: {e}: {text}"))
 }
 
 fn section(part: &str) -> (Vec<&'static str>, &'static str) {

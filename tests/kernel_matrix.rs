@@ -19,11 +19,10 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use vmark_host::inspect::{inspect, InspectOptions};
 use vmark_host::introspect::fixture::{self, Arch, Fixture, Kernel, Machine};
 use vmark_tests::guest_lists::{compare_modules, proc_modules, GuestPs};
-use vmark_tests::kmod::{make_marked_module_in, vmark_binary, workspace_root};
+use vmark_tests::kmod::{make_marked_module_in, run_vmark, vmark, vmark_json, workspace_root};
 use vmark_tests::matrix::{
     build_module_in, compare_layouts, elf_core_offset, fetch, hex, parse_iomem, parse_kallsyms,
     GuestSymbol, TYPEZOO_STRUCTS,
@@ -44,7 +43,22 @@ struct Row {
     name: &'static str,
     source: Source,
     machine: Machine,
+    /// Checks known not to pass on this kernel, with why (the README's table says so too):
+    /// each must still fail, so that one that starts working is noticed and the table
+    /// updated.
+    known_gaps: &'static [(&'static str, &'static str)],
 }
+
+/// What Debian's i386 kernels lack: BTF (the process and module lists, and the module
+/// symbols that marks are found by, need the kernel's types) and `CONFIG_KALLSYMS_ALL`
+/// (a module's `__vmark_*` symbols are not in its in-memory symbol table).
+const I386_GAPS: &[(&str, &str)] = &[
+    ("ps/modules", "the kernel has no BTF"),
+    ("sym", "module symbols need the kernel's BTF"),
+    ("sym --near", "module symbols need the kernel's BTF"),
+    ("read --source", "no BTF, no CONFIG_KALLSYMS_ALL"),
+    ("--follow/--path", "no marks found (read --source)"),
+];
 
 /// A row's kernel, its Kbuild tree, its built fixture, and what did not build for it.
 struct Booted {
@@ -120,29 +134,6 @@ fn boot(row: &Row) -> Booted {
         fixture,
         build_failures,
     }
-}
-
-fn run_vmark(args: &[&str]) -> Output {
-    let bin = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
-    Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
-}
-
-fn vmark(args: &[&str]) -> String {
-    let out = run_vmark(args);
-    assert!(
-        out.status.success(),
-        "vmark {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn vmark_json(args: &[&str]) -> Value {
-    let text = vmark(args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vmark {args:?}: {e}: {text}"))
 }
 
 fn section<'a>(f: &'a Fixture, part: &str) -> (Vec<&'a str>, &'a str) {
@@ -500,13 +491,23 @@ fn check(row: &Row, b: &Booted) {
     }
     for (name, part) in parts {
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| part(row, b, &v)));
-        eprintln!(
-            "{} {}: {name}: {}",
-            row.name,
-            b.kernel.release,
-            if ok.is_ok() { "ok" } else { "FAILED" }
-        );
-        if ok.is_err() {
+        let gap = row.known_gaps.iter().find(|(g, _)| *g == name);
+        let verdict = match (ok.is_ok(), gap) {
+            (true, None) => "ok",
+            (false, Some((_, why))) => {
+                eprintln!(
+                    "{} {}: {name}: known gap ({why})",
+                    row.name, b.kernel.release
+                );
+                continue;
+            }
+            (true, Some(_)) => {
+                "passes although listed as a known gap: update the row and the README"
+            }
+            (false, None) => "FAILED",
+        };
+        eprintln!("{} {}: {name}: {verdict}", row.name, b.kernel.release);
+        if verdict != "ok" {
             failed.push(name);
         }
     }
@@ -577,6 +578,7 @@ fn matrix_6_1_amd64() {
         name: "6.1-amd64",
         source: Source::Host,
         machine: Machine::default(),
+        known_gaps: &[],
     });
 }
 
@@ -589,6 +591,7 @@ fn matrix_6_1_amd64_la57() {
             arch: Arch::X86_64,
             la57: true,
         },
+        known_gaps: &[],
     });
 }
 
@@ -598,6 +601,7 @@ fn matrix_6_12_amd64() {
         name: "6.12-amd64",
         source: Source::Archive("bookworm-backports", "amd64", "amd64"),
         machine: Machine::default(),
+        known_gaps: &[],
     });
 }
 
@@ -607,6 +611,7 @@ fn matrix_6_1_rt_amd64() {
         name: "6.1-rt-amd64",
         source: Source::Archive("bookworm", "amd64", "rt-amd64"),
         machine: Machine::default(),
+        known_gaps: &[],
     });
 }
 
@@ -619,6 +624,7 @@ fn matrix_6_1_686_pae_i386() {
             arch: Arch::I386,
             la57: false,
         },
+        known_gaps: I386_GAPS,
     });
 }
 
@@ -631,6 +637,7 @@ fn matrix_6_1_686_i386() {
             arch: Arch::I386,
             la57: false,
         },
+        known_gaps: I386_GAPS,
     });
 }
 
@@ -643,6 +650,7 @@ fn a_kernel_without_btf_is_an_error_that_names_the_fix() {
         name: "6.1-amd64",
         source: Source::Host,
         machine: Machine::default(),
+        known_gaps: &[],
     };
     let b = boot(&row);
     let f = &b.fixture;
@@ -704,6 +712,7 @@ fn a_kernel_built_without_btf_is_an_error_that_names_it() {
             arch: Arch::I386,
             la57: false,
         },
+        known_gaps: I386_GAPS,
     };
     let b = boot(&row);
     let config = b.kdir.join(".config");

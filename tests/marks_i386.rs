@@ -180,9 +180,6 @@ fn marks_demo_is_a_32_bit_module_the_host_reads(flavour: &str) {
     assert_eq!(state["addr"]["port"], 8080, "{state}");
     assert_eq!(state["label"], "marks-demo", "{state}");
     assert_eq!(decoded("demo_hist"), "[1,2,3,5,8,13,21,34]");
-
-    // For the kernel matrix's i386 dumps: RELEASE PATH, one line per flavour.
-    record_for_matrix(&kernel.release, &ko);
 }
 
 /// The `size` bytes a defined data symbol starts with in the object file.
@@ -199,24 +196,6 @@ fn initial_bytes(data: &[u8], symbol: &str, size: u64) -> Vec<u8> {
     let bytes = section.data().unwrap();
     let start = usize::try_from(sym.address()).unwrap();
     bytes[start..start + usize::try_from(size).unwrap()].to_vec()
-}
-
-/// Appends `RELEASE PATH` to `/tmp/matrix/I386-KO` when that folder exists (the kernel
-/// matrix's notes), replacing an older line of the same release.
-fn record_for_matrix(release: &str, ko: &Path) {
-    let dir = Path::new("/tmp/matrix");
-    if !dir.is_dir() {
-        return;
-    }
-    let file = dir.join("I386-KO");
-    let old = std::fs::read_to_string(&file).unwrap_or_default();
-    let mut lines: Vec<String> = old
-        .lines()
-        .filter(|l| l.split_whitespace().next() != Some(release))
-        .map(str::to_string)
-        .collect();
-    lines.push(format!("{release} {}", ko.display()));
-    let _ = std::fs::write(&file, lines.join("\n") + "\n");
 }
 
 #[test]

@@ -13,11 +13,11 @@
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use vmark_host::introspect::fixture::{self, Fixture};
 use vmark_tests::guest_lists::GuestPs;
-use vmark_tests::kmod::vmark_binary;
+use vmark_tests::kmod::{run_vmark as run, vmark_json};
 
 /// The fixture and the files made from its kernel.
 struct Sources {
@@ -134,29 +134,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     None
 }
 
-fn run(args: &[&str]) -> Output {
-    let bin = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
-    Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
-}
-
-fn vmark(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "vmark {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-fn vmark_json(args: &[&str]) -> Value {
-    let text = vmark(args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vmark {args:?}: {e}: {text}"))
-}
-
 /// The error of a command that must fail.
 fn vmark_fails(args: &[&str]) -> String {
     let out = run(args);
@@ -193,6 +170,21 @@ fn without_btf_in_memory_ps_names_btf_and_the_options() {
     // Symbols still work without BTF.
     let sym = vmark_json(&["sym", path(&s.no_btf), "init_task", "--json"]);
     assert_eq!(sym[0]["name"], "init_task");
+    // A name that is no kernel symbol needs the modules' symbols, which need BTF: the
+    // kernel's own answer stays, the modules are an unread row, the name is not found.
+    let out = run(&["sym", path(&s.no_btf), "init_task", "crc7_be", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "crc7_be cannot be found without BTF");
+    assert!(stderr.contains("not found: crc7_be"), "{stderr}");
+    let rows: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(rows[0]["name"], "init_task", "{rows}");
+    assert!(
+        rows.as_array()
+            .is_some_and(|r| r.iter().any(|row| row["item"] == "module symbols"
+                && row["error"].as_str().is_some_and(|e| e.contains("BTF")))),
+        "{rows}"
+    );
 }
 
 #[test]

@@ -356,6 +356,20 @@ impl Target {
     }
 }
 
+/// Every module's symbols, read once. They need struct layouts (the kernel's BTF): a
+/// kernel without any is an "unread" row of the answer, and its own symbols still answer.
+fn module_symbols(k: &mut Kernel) -> Result<HelperRegistry, CliError> {
+    if k.btf().is_err() {
+        if let Err(e) = k.load_btf() {
+            return Ok(HelperRegistry {
+                symbols: Vec::new(),
+                errors: vec![("module symbols".into(), e)],
+            });
+        }
+    }
+    Ok(k.all_module_symbols(&|_| true)?)
+}
+
 /// Parses an address: `0x…` hex, decimal, or `symbol[+offset]` resolved with `kernel`.
 pub fn parse_address(s: &str, kernel: Option<&Kernel>) -> Result<u64, CliError> {
     fn number(s: &str) -> Option<u64> {
@@ -653,11 +667,7 @@ pub fn sym(
             continue;
         }
         if module_syms.is_none() {
-            // Module symbols need struct layouts: the kernel's BTF, read once.
-            if k.btf().is_err() {
-                k.load_btf()?;
-            }
-            module_syms = Some(k.all_module_symbols(&|_| true)?);
+            module_syms = Some(module_symbols(&mut k)?);
         }
         match module_syms
             .iter()
@@ -679,10 +689,7 @@ pub fn sym(
     for a in near {
         let addr = parse_address(a, Some(&k))?;
         if addr > kernel_top && module_syms.is_none() {
-            if k.btf().is_err() {
-                k.load_btf()?;
-            }
-            module_syms = Some(k.all_module_symbols(&|_| true)?);
+            module_syms = Some(module_symbols(&mut k)?);
         }
         let in_kernel = k
             .symbols()
@@ -834,23 +841,29 @@ pub fn follow_path(
             return Ok(Reached {
                 ty: member,
                 bytes: cur.bytes[start..end].to_vec(),
-                addr: cur.addr.wrapping_add(off),
+                addr: cur
+                    .addr
+                    .checked_add(off)
+                    .ok_or_else(|| fail(format!("{so_far}'s address overflows")))?,
                 hops: cur.hops,
             });
         }
-        let Some(Type::Pointer { target, .. }) = types.get(types.resolve(member)) else {
+        let Some(&Type::Pointer {
+            target,
+            size: width,
+        }) = types.get(types.resolve(member))
+        else {
             return Err(fail(format!(
                 "{so_far} is {}, not a pointer",
                 types.type_name(member)
             )));
         };
-        let target = types.resolve(*target);
-        let ptr = u64::from_le_bytes(
-            cur.bytes[start..end]
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| fail(format!("{so_far} is not an 8-byte pointer")))?,
-        );
+        let target = types.resolve(target);
+        // 8 bytes on 64-bit guests, 4 on 32-bit ones.
+        let ptr = u8::try_from(width)
+            .ok()
+            .and_then(|w| crate::follow::pointer_at(&cur.bytes[start..end], 0, w))
+            .ok_or_else(|| fail(format!("{so_far} is not a 4- or 8-byte pointer")))?;
         if ptr == 0 {
             return Err(fail(format!("{so_far} is NULL")));
         }

@@ -353,7 +353,7 @@ pub fn follow(
 }
 
 /// The little-endian pointer of `size` (4 or 8) bytes at `offset`, zero-extended.
-fn pointer_at(bytes: &[u8], offset: u64, size: u8) -> Option<u64> {
+pub(crate) fn pointer_at(bytes: &[u8], offset: u64, size: u8) -> Option<u64> {
     let start = usize::try_from(offset).ok()?;
     let b = bytes.get(start..start.checked_add(usize::from(size))?)?;
     match *b {

@@ -1100,6 +1100,16 @@ impl Refresher {
             marks.insert(spec.spec.clone(), update);
         }
         self.cache.prune();
+        // A mark that failed for another reason than not being published (a mapping that
+        // failed, a budget, a bad entry) is tried again at the next refresh, not only once
+        // the guest publishes a new generation.
+        let failed = marks.values().any(|u| {
+            matches!(u, MarkUpdate::Gone(e)
+                if !matches!(e, GuestError::NoSuchMark(_) | GuestError::NotPublished(_)))
+        });
+        if failed {
+            self.last = None;
+        }
         Refresh {
             helper: Ok(info),
             same_generation: false,

@@ -577,11 +577,6 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
 
 async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, LiveError> {
     use tokio::signal::unix::SignalKind;
-    // Signals first: from here on none ends the process at an arbitrary point (between a
-    // pause and its unpause, or in the middle of a recording line).
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let g = LiveGuest::open(&opts.domain)?;
     let domid = g.domain.id;
     let xc = XenControl::open()?;
@@ -663,6 +658,14 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
             baseline(m, opts.retries, &mut s.last_triggers);
         }
     }
+    // The termination signals are ours from here on: none ends the process at an arbitrary
+    // point (between a pause and its unpause, or in the middle of a recording line). Taken
+    // before the readiness line (a script may signal as soon as it reads it), and not
+    // earlier, so that one during the set-up (calibration, subscribing) still ends it.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigquit = signal(SignalKind::quit())?;
     if opts.format == Format::Csv {
         let fields = s
             .watched
@@ -753,6 +756,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
             _ = sigint.recv() => Wake::End(EndReason::Signal("SIGINT")),
             _ = sigterm.recv() => Wake::End(EndReason::Signal("SIGTERM")),
             _ = sighup.recv() => Wake::End(EndReason::Signal("SIGHUP")),
+            _ = sigquit.recv() => Wake::End(EndReason::Signal("SIGQUIT")),
         };
         match wake {
             Wake::End(reason) => break reason,
@@ -798,7 +802,18 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
                 let (r, refresh) = *done;
                 idle_refresher = Some(r);
                 s.stats.refreshes += 1;
-                if refresh.same_generation {
+                // Under --on-trigger a bound channel the guest closed is looked at even when
+                // the published entries read the same: a helper reloaded between two
+                // refreshes may publish the same port and generation again.
+                let channel_lost = opts.on_trigger
+                    && triggers.as_ref().is_some_and(|t| {
+                        !s.xc.evtchn_connected(
+                            t.channel.get_ref().local_port(),
+                            domid,
+                            t.bound.port,
+                        )
+                    });
+                if refresh.same_generation && !channel_lost {
                     continue;
                 }
                 if !s.xc.domain_alive(domid) {

@@ -69,7 +69,7 @@ enum Command {
     ///
     /// Faults: a mark withdrawn or republished is reported and remapped; the helper
     /// module reloaded is bound again (triggers resume); the domain destroyed ends the
-    /// watch (exit 2) after a last `domain-gone` line; SIGINT, SIGTERM or SIGHUP end it
+    /// watch (exit 2) after a last `domain-gone` line; SIGINT, SIGTERM, SIGHUP or SIGQUIT end it
     /// cleanly (exit 0) and never leave a --pause'd guest paused; a lost xenstore watch is
     /// re-established with backoff, else the watch ends (exit 4).
     ///

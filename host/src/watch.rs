@@ -56,9 +56,10 @@ impl<'a> PauseGuard<'a> {
 
     /// Unpauses; returns how long the domain was paused (ns).
     pub fn resume(mut self) -> Result<u64, BackendError> {
-        self.resumed = true;
         let paused = self.at.elapsed().as_nanos() as u64;
         self.pauser.unpause(self.domid)?;
+        // Only once the unpause worked: after a failed one, drop tries again.
+        self.resumed = true;
         Ok(paused)
     }
 }
@@ -209,22 +210,30 @@ impl Resubscribe {
 
 /// A xenstore watch that survives its stream ending: the stream is re-established with
 /// [`Resubscribe`] backoff; every re-establishment counts as a change (events may have been
-/// missed). Cancel-safe: it can be polled from `select!`.
+/// missed). Cancel-safe: it can be polled from `select!` (the backoff deadline and a
+/// re-subscription under way are kept in the struct, so a call dropped mid-way loses
+/// neither, and no attempt is spent twice).
 #[cfg(feature = "xen")]
 pub struct StoreWatch<S> {
     stream: Option<S>,
     subscribe: Subscribe<S>,
     policy: Resubscribe,
     retry_at: Option<tokio::time::Instant>,
+    /// A re-subscription started and not finished yet.
+    pending: Option<SubscribeFuture<S>>,
     last_error: String,
     /// Times the watch was re-established.
     pub resubscribed: u64,
 }
 
+/// A watch stream being made.
+#[cfg(feature = "xen")]
+pub type SubscribeFuture<S> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<S>>>>;
+
 /// Makes a new watch stream.
 #[cfg(feature = "xen")]
-pub type Subscribe<S> =
-    Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<S>>>>>;
+pub type Subscribe<S> = Box<dyn FnMut() -> SubscribeFuture<S>>;
 
 /// What a [`StoreWatch`] saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +255,7 @@ impl<S: futures_core::Stream<Item = Box<str>> + Unpin> StoreWatch<S> {
             subscribe,
             policy,
             retry_at: None,
+            pending: None,
             last_error: "the watch stream ended".into(),
             resubscribed: 0,
         }
@@ -268,20 +278,28 @@ impl<S: futures_core::Stream<Item = Box<str>> + Unpin> StoreWatch<S> {
                     }
                 }
             }
-            let at = match self.retry_at {
-                Some(at) => at,
-                None => match self.policy.lost() {
-                    Some(d) => {
-                        let at = tokio::time::Instant::now() + d;
-                        self.retry_at = Some(at);
-                        at
-                    }
-                    None => return StoreEvent::GaveUp(self.last_error.clone()),
-                },
+            if self.pending.is_none() {
+                let at = match self.retry_at {
+                    Some(at) => at,
+                    None => match self.policy.lost() {
+                        Some(d) => {
+                            let at = tokio::time::Instant::now() + d;
+                            self.retry_at = Some(at);
+                            at
+                        }
+                        None => return StoreEvent::GaveUp(self.last_error.clone()),
+                    },
+                };
+                tokio::time::sleep_until(at).await;
+                self.retry_at = None;
+                self.pending = Some((self.subscribe)());
+            }
+            let Some(subscribing) = self.pending.as_mut() else {
+                continue;
             };
-            tokio::time::sleep_until(at).await;
-            self.retry_at = None;
-            match (self.subscribe)().await {
+            let result = subscribing.as_mut().await;
+            self.pending = None;
+            match result {
                 Ok(s) => {
                     self.stream = Some(s);
                     self.policy.established(Instant::now());
@@ -695,6 +713,85 @@ mod tests {
                 "{:?}",
                 t0.elapsed()
             );
+        });
+    }
+
+    #[test]
+    fn a_failed_unpause_is_tried_again_before_the_guard_goes() {
+        /// Refuses the first unpause only.
+        #[derive(Default)]
+        struct RefusesOnce {
+            unpauses: Cell<u32>,
+            paused: Cell<bool>,
+        }
+        impl Pauser for RefusesOnce {
+            fn pause(&self, _: u32) -> Result<(), BackendError> {
+                self.paused.set(true);
+                Ok(())
+            }
+            fn unpause(&self, _: u32) -> Result<(), BackendError> {
+                self.unpauses.set(self.unpauses.get() + 1);
+                if self.unpauses.get() == 1 {
+                    return Err("unpause refused".into());
+                }
+                self.paused.set(false);
+                Ok(())
+            }
+        }
+        let x = RefusesOnce::default();
+        let g = PauseGuard::pause(&x, 3).unwrap();
+        assert!(g.resume().is_err(), "the failed unpause is reported");
+        assert_eq!(x.unpauses.get(), 2, "and tried again when the guard went");
+        assert!(!x.paused.get(), "the guest was left paused");
+    }
+
+    #[cfg(feature = "xen")]
+    #[test]
+    fn a_re_subscription_interrupted_by_other_wake_ups_spends_one_attempt() {
+        use std::pin::Pin;
+        use std::rc::Rc;
+        use std::task::{Context, Poll};
+        /// A stream that has ended (the xenstore connection dropped).
+        struct Ended;
+        impl futures_core::Stream for Ended {
+            type Item = Box<str>;
+            fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Box<str>>> {
+                Poll::Ready(None)
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let subscribed = Rc::new(Cell::new(0u32));
+            let s = subscribed.clone();
+            // Subscribing takes 50 ms; the watch loop is woken every millisecond meanwhile
+            // (a timer, triggers), which drops the `next()` future each time.
+            let subscribe: Subscribe<Ended> = Box::new(move || {
+                s.set(s.get() + 1);
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Ended)
+                })
+            });
+            let mut w = StoreWatch::new(Ended, subscribe, Resubscribe::new(Duration::ZERO, 3));
+            let mut interrupted = 0u32;
+            let event = loop {
+                tokio::select! {
+                    e = w.next() => break e,
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => interrupted += 1,
+                }
+                assert!(interrupted < 10_000, "the re-subscription never finished");
+            };
+            assert_eq!(event, StoreEvent::Changed);
+            assert!(interrupted > 5, "the select never interrupted it");
+            assert_eq!(
+                subscribed.get(),
+                1,
+                "one subscription, however often interrupted"
+            );
+            assert_eq!(w.resubscribed, 1);
         });
     }
 

@@ -35,6 +35,32 @@ pub fn vmark_binary() -> Result<PathBuf, String> {
     .clone()
 }
 
+/// Runs the `vmark` binary ([`vmark_binary`]) with `args`; its whole output.
+pub fn run_vmark(args: &[&str]) -> std::process::Output {
+    let bin = vmark_binary().unwrap_or_else(|e| panic!("{e}"));
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+}
+
+/// `vmark ARGS`, which must succeed: its standard output.
+pub fn vmark(args: &[&str]) -> String {
+    let out = run_vmark(args);
+    assert!(
+        out.status.success(),
+        "vmark {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `vmark ARGS`, which must succeed and print JSON: the value.
+pub fn vmark_json(args: &[&str]) -> serde_json::Value {
+    let text = vmark(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vmark {args:?}: {e}: {text}"))
+}
+
 /// `$env` if set, else `cargo build -p PACKAGE --bin BIN EXTRA...` and the path of the
 /// executable Cargo reports.
 fn cargo_binary(env: &str, package: &str, bin: &str, extra: &[&str]) -> Result<PathBuf, String> {

@@ -171,8 +171,6 @@ fn entry_addr(table: u64, index: u64, entry_size: u64) -> Result<u64, TranslateE
         })
 }
 
-impl FrameMap<'_> {}
-
 fn read_entry(mem: &dyn PhysicalMemory, addr: u64, wide: bool) -> Result<u64, MemError> {
     if wide {
         let mut b = [0u8; 8];
