@@ -8,42 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use vmark_host::inspect::{inspect, InspectOptions};
+use vmark_tests::matrix::TYPEZOO_STRUCTS;
 use vmark_tests::{kbuild, pahole};
 
-/// Structs compared; the bitfield-heavy ones first.
-const STRUCTS: &[&str] = &[
-    "sock",
-    "tcp_sock",
-    "tcp_options_received",
-    "sk_buff",
-    "inet_connection_sock",
-    "task_struct",
-    "net_device",
-    "page",
-    "file",
-    "inode",
-    "dentry",
-    "super_block",
-    "mm_struct",
-    "list_head",
-    "timer_list",
-    "hrtimer",
-    "sk_buff_head",
-    "rb_node",
-    "request_sock",
-    "inet_sock",
-    "ipv6_pinfo",
-    "tcp_sack_block",
-    "minmax",
-    "sock_common",
-    "inet_request_sock",
-    "tcp_request_sock",
-    "skb_shared_info",
-    "vm_area_struct",
-    "address_space",
-    "tz_zoo",
-    "tz_bits",
-];
+/// Structs compared: typezoo's, the bitfield-heavy ones first.
+const STRUCTS: &[&str] = TYPEZOO_STRUCTS;
 
 fn build_typezoo() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
