@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use vmark_host::inspect::{inspect, InspectOptions};
-use vmark_tests::matrix::TYPEZOO_STRUCTS;
+use vmark_tests::matrix::{compare_layouts as compare, TYPEZOO_STRUCTS};
 use vmark_tests::{kbuild, pahole};
 
 /// Structs compared: typezoo's, the bitfield-heavy ones first.
@@ -31,86 +31,6 @@ fn vmark_json(ko: &Path, name: &str) -> serde_json::Value {
     inspect(ko, &opts, &mut out)
         .unwrap_or_else(|e| panic!("vmark inspect --type 'struct {name}': {e}"));
     serde_json::from_slice(&out).expect("vmark inspect --json prints JSON")
-}
-
-/// Every difference between pahole's and vmark's view of one struct.
-fn compare(name: &str, p: &pahole::PaholeLayout, v: &serde_json::Value) -> Vec<String> {
-    let mut bad = Vec::new();
-    if v["size"].as_u64() != Some(p.size) {
-        bad.push(format!(
-            "struct {name}: size pahole {} vmark {}",
-            p.size, v["size"]
-        ));
-    }
-    let vm = v["members"].as_array().cloned().unwrap_or_default();
-    if vm.len() != p.members.len() {
-        bad.push(format!(
-            "struct {name}: {} members (incl. anonymous) in pahole, {} in vmark",
-            p.members.len(),
-            vm.len()
-        ));
-    }
-    for (i, (pm, m)) in p.members.iter().zip(vm.iter()).enumerate() {
-        let vname = m["name"].as_str().map(str::to_string);
-        let where_ = format!(
-            "struct {name} member #{i} ({})",
-            pm.name.as_deref().unwrap_or("<anonymous>")
-        );
-        if vname != pm.name {
-            bad.push(format!(
-                "{where_}: name pahole {:?} vmark {:?}",
-                pm.name, vname
-            ));
-            // Later members would all be reported; one misalignment is enough.
-            break;
-        }
-        if m["size"].as_u64() != Some(pm.size) {
-            bad.push(format!(
-                "{where_}: size pahole {} vmark {}",
-                pm.size, m["size"]
-            ));
-        }
-        if m["depth"].as_u64() != Some(pm.depth as u64) {
-            bad.push(format!(
-                "{where_}: depth pahole {} vmark {}",
-                pm.depth, m["depth"]
-            ));
-        }
-        match pm.bits {
-            Some((_, width)) => {
-                if m["bit_offset"].as_u64() != pm.absolute_bit()
-                    || m["bit_size"].as_u64() != Some(width)
-                {
-                    bad.push(format!(
-                        "{where_}: bitfield pahole {}:{} (bit {:?}) width {width}, vmark bit {} width {}",
-                        pm.offset,
-                        pm.bits.map(|b| b.0).unwrap_or(0),
-                        pm.absolute_bit(),
-                        m["bit_offset"],
-                        m["bit_size"]
-                    ));
-                }
-            }
-            None => {
-                if m.get("bit_offset").is_some() {
-                    bad.push(format!("{where_}: vmark says bitfield, pahole does not"));
-                }
-                if m["offset"].as_u64() != Some(pm.offset) {
-                    bad.push(format!(
-                        "{where_}: offset pahole {} vmark {}",
-                        pm.offset, m["offset"]
-                    ));
-                }
-            }
-        }
-        if pm.container != m.get("expanded").is_some() {
-            bad.push(format!(
-                "{where_}: expanded inline: pahole {} vmark {}",
-                pm.container, !pm.container
-            ));
-        }
-    }
-    bad
 }
 
 #[test]
