@@ -80,6 +80,7 @@ fn c_files(root: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![
         root.join("guest-kmod"),
         root.join("buildmacros/include"),
+        root.join("buildmacros/kernel-types"),
         root.join("shared-proto/include"),
         root.join("examples"),
     ];

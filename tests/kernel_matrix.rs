@@ -49,17 +49,6 @@ struct Row {
     known_gaps: &'static [(&'static str, &'static str)],
 }
 
-/// What Debian's i386 kernels lack: BTF (the process and module lists, and the module
-/// symbols that marks are found by, need the kernel's types) and `CONFIG_KALLSYMS_ALL`
-/// (a module's `__vmark_*` symbols are not in its in-memory symbol table).
-const I386_GAPS: &[(&str, &str)] = &[
-    ("ps/modules", "the kernel has no BTF"),
-    ("sym", "module symbols need the kernel's BTF"),
-    ("sym --near", "module symbols need the kernel's BTF"),
-    ("read --source", "no BTF, no CONFIG_KALLSYMS_ALL"),
-    ("--follow/--path", "no marks found (read --source)"),
-];
-
 /// A row's kernel, its Kbuild tree, its built fixture, and what did not build for it.
 struct Booted {
     kernel: Kernel,
@@ -68,6 +57,9 @@ struct Booted {
     /// Module builds that failed (the guest then boots without marks-demo, so the checks
     /// that need no marks still run): (what, error).
     build_failures: Vec<(&'static str, String)>,
+    /// For a kernel without BTF: the kernel-types probe (`buildmacros/kernel-types`) built
+    /// against its headers, given to every command that needs struct layouts.
+    types: Option<PathBuf>,
 }
 
 fn work_dir(row: &Row) -> PathBuf {
@@ -119,6 +111,19 @@ fn boot(row: &Row) -> Booted {
     } else {
         eprintln!("{}: no CONFIG_XEN: guest-kmod not built", kernel.release);
     }
+    // A kernel without BTF gets its struct layouts from DWARF: the kernel-types probe,
+    // compiled from its own headers.
+    let types = if config.lines().any(|l| l == "CONFIG_DEBUG_INFO_BTF=y") {
+        None
+    } else {
+        match kernel_types_probe(&kdir, &work) {
+            Ok(ko) => Some(ko),
+            Err(e) => {
+                build_failures.push(("kernel-types probe builds", e));
+                None
+            }
+        }
+    };
     let fixture =
         fixture::build_for(&kernel, row.machine, &extra).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
@@ -133,7 +138,18 @@ fn boot(row: &Row) -> Booted {
         kdir,
         fixture,
         build_failures,
+        types,
     }
+}
+
+/// `buildmacros/kernel-types` built against `kdir` in `work`: its `.ko`.
+fn kernel_types_probe(kdir: &Path, work: &Path) -> Result<PathBuf, String> {
+    build_module_in(
+        kdir,
+        &workspace_root().join("buildmacros/kernel-types"),
+        &work.join("kernel-types"),
+        "vmark_kernel_types",
+    )
 }
 
 fn section<'a>(f: &'a Fixture, part: &str) -> (Vec<&'a str>, &'a str) {
@@ -165,9 +181,18 @@ struct View<'a> {
     /// marks_demo's symbols whose name is unique among the guest's modules.
     demo_syms: Vec<GuestSymbol>,
     values: BTreeMap<&'a str, &'a str>,
+    /// `--btf PROBE` for a kernel without BTF ([`Booted::types`]), else nothing.
+    types: Vec<&'a str>,
 }
 
 impl View<'_> {
+    /// `args` with the row's type source appended.
+    fn typed<'b>(&'b self, args: &[&'b str]) -> Vec<&'b str> {
+        let mut all = args.to_vec();
+        all.extend(self.types.iter().copied());
+        all
+    }
+
     fn kernel_sym(&self, name: &str) -> u64 {
         self.guest_syms
             .iter()
@@ -212,6 +237,7 @@ fn view(f: &Fixture) -> View<'_> {
         guest_syms,
         demo_syms,
         values,
+        types: Vec::new(),
     }
 }
 
@@ -241,11 +267,11 @@ fn processes_and_modules(v: &View) {
     let (mod_lines, _) = section(v.f, "MODULES");
     let guest_mods = proc_modules(&mod_lines);
     for (src, fmt) in [(v.dump, "qemu-elf"), (v.ram, "qemu-shm")] {
-        let ps = vmark_json(&["ps", src, "--json", "--format", fmt]);
+        let ps = vmark_json(&v.typed(&["ps", src, "--json", "--format", fmt]));
         if let Err(e) = guest_ps.compare(&ps) {
             panic!("vmark ps on {src} ({fmt}) differs from the guest's ps: {e}");
         }
-        let mods = vmark_json(&["modules", src, "--json", "--format", fmt]);
+        let mods = vmark_json(&v.typed(&["modules", src, "--json", "--format", fmt]));
         if let Err(e) = compare_modules(&guest_mods, &mods) {
             panic!("vmark modules on {src} ({fmt}): {e}");
         }
@@ -260,7 +286,7 @@ fn symbols(v: &View) {
         .filter(|n| v.has_kernel_sym(n))
         .collect();
     assert!(kernel.contains(&"schedule"), "{kernel:?}");
-    let got = vmark_json(&[&["sym", v.dump][..], &kernel, &["--json"]].concat());
+    let got = vmark_json(&v.typed(&[&["sym", v.dump][..], &kernel, &["--json"]].concat()));
     let got = got.as_array().expect("array");
     assert_eq!(got.len(), kernel.len(), "{got:?}");
     for (name, g) in kernel.iter().zip(got) {
@@ -283,7 +309,7 @@ fn symbols(v: &View) {
             "marks_demo's symbols: {names:?}"
         );
     }
-    let got = vmark_json(&[&["sym", v.dump][..], &names, &["--json"]].concat());
+    let got = vmark_json(&v.typed(&[&["sym", v.dump][..], &names, &["--json"]].concat()));
     let got = got.as_array().expect("array");
     assert_eq!(got.len(), names.len(), "{got:?}");
     for (s, g) in v.demo_syms.iter().zip(got) {
@@ -299,13 +325,13 @@ fn symbols_near(v: &View) {
         if name != "schedule" && !v.has_kernel_sym(name) {
             continue;
         }
-        let near = vmark_json(&[
+        let near = vmark_json(&v.typed(&[
             "sym",
             v.dump,
             "--near",
             &format!("{:#x}", v.kernel_sym(name) + 4),
             "--json",
-        ]);
+        ]));
         assert_eq!(near[0]["near"], format!("{name}+0x4"), "{near}");
     }
     // A module symbol: a mark's record, or (no CONFIG_KALLSYMS_ALL) a function.
@@ -314,13 +340,13 @@ fn symbols_near(v: &View) {
     } else {
         "demo_exit"
     };
-    let near = vmark_json(&[
+    let near = vmark_json(&v.typed(&[
         "sym",
         v.dump,
         "--near",
         &format!("{:#x}", v.demo_sym(name) + 8),
         "--json",
-    ]);
+    ]));
     assert_eq!(near[0]["near"], format!("{name}+0x8"), "{near}");
 }
 
@@ -369,7 +395,7 @@ fn marks(v: &View) {
         v.values.contains_key("counter"),
         "the guest printed no marks-demo values (marks-demo not loaded)"
     );
-    let listed = vmark_json(&["list", "--source", v.dump, "--json"]);
+    let listed = vmark_json(&v.typed(&["list", "--source", v.dump, "--json"]));
     let marks: BTreeSet<String> = listed
         .as_array()
         .expect("array")
@@ -384,7 +410,7 @@ fn marks(v: &View) {
         .into();
     assert_eq!(marks, want);
     let read = |mark: &str| -> Value {
-        let r = vmark_json(&["read", "--source", v.dump, mark, "--json"]);
+        let r = vmark_json(&v.typed(&["read", "--source", v.dump, mark, "--json"]));
         assert_eq!(r["consistent"], true, "{r}");
         r["value"].clone()
     };
@@ -444,12 +470,19 @@ fn marks(v: &View) {
 fn pointers(v: &View) {
     // demo_tp points at demo_tcp: --follow decodes the pointee.
     assert_eq!(v.values["demo_tp_is_demo_tcp"], "1");
-    let r = vmark_json(&[
+    let r = vmark_json(&v.typed(&[
         "read", "--source", v.dump, "demo_tp", "--follow", "1", "--json",
-    ]);
+    ]));
     let p = &r["pointees"][0];
     assert_eq!(p["type"], "struct tcp_sock", "{r}");
-    assert_eq!(addr_of(&p["addr"]), v.demo_sym("demo_tcp"), "{r}");
+    // Where demo_tcp is: the guest's kallsyms says, when it lists data (else the mark's
+    // address, which the guest's demo_tp_is_demo_tcp=1 ties to demo_tp's value).
+    let demo_tcp = if v.demo_syms.iter().any(|s| s.name == "demo_tcp") {
+        v.demo_sym("demo_tcp")
+    } else {
+        addr_of(&vmark_json(&v.typed(&["read", "--source", v.dump, "demo_tcp", "--json"]))["addr"])
+    };
+    assert_eq!(addr_of(&p["addr"]), demo_tcp, "{r}");
     for fld in ["snd_cwnd", "srtt_us", "bytes_received"] {
         assert_eq!(
             num(&p["value"][fld]),
@@ -457,7 +490,7 @@ fn pointers(v: &View) {
             "{fld}"
         );
     }
-    let cwnd = vmark_json(&[
+    let cwnd = vmark_json(&v.typed(&[
         "read",
         "--source",
         v.dump,
@@ -465,14 +498,17 @@ fn pointers(v: &View) {
         "--path",
         "demo_tp->snd_cwnd",
         "--json",
-    ]);
+    ]));
     assert_eq!(num(&cwnd["value"]), v.values["demo_tp.snd_cwnd"]);
 }
 
 /// Every check on one booted kernel; each part runs even when another fails, and the test
 /// fails naming every part that did.
 fn check(row: &Row, b: &Booted) {
-    let v = view(&b.fixture);
+    let mut v = view(&b.fixture);
+    if let Some(types) = &b.types {
+        v.types = vec!["--btf", types.to_str().expect("UTF-8 path")];
+    }
     type Part = fn(&Row, &Booted, &View);
     let parts: [(&str, Part); 8] = [
         ("identity", identity),
@@ -624,7 +660,7 @@ fn matrix_6_1_686_pae_i386() {
             arch: Arch::I386,
             la57: false,
         },
-        known_gaps: I386_GAPS,
+        known_gaps: &[],
     });
 }
 
@@ -637,7 +673,7 @@ fn matrix_6_1_686_i386() {
             arch: Arch::I386,
             la57: false,
         },
-        known_gaps: I386_GAPS,
+        known_gaps: &[],
     });
 }
 
@@ -712,7 +748,7 @@ fn a_kernel_built_without_btf_is_an_error_that_names_it() {
             arch: Arch::I386,
             la57: false,
         },
-        known_gaps: I386_GAPS,
+        known_gaps: &[],
     };
     let b = boot(&row);
     let config = b.kdir.join(".config");
@@ -736,5 +772,60 @@ fn a_kernel_built_without_btf_is_an_error_that_names_it() {
     assert!(
         err.contains("BTF") && err.contains("CONFIG_DEBUG_INFO_BTF"),
         "the error should name the missing BTF and the config option: {err}"
+    );
+    assert!(
+        err.contains("buildmacros/kernel-types"),
+        "the error should name the fix (the kernel-types probe): {err}"
+    );
+}
+
+/// Struct layouts from DWARF (the kernel-types probe built against the host kernel's
+/// headers) give the same process and module lists as the kernel's own BTF; a probe of
+/// another architecture is refused with a message that says so.
+#[test]
+fn dwarf_types_from_the_headers_equal_btf_and_another_arch_is_refused() {
+    let host = Row {
+        name: "6.1-amd64",
+        source: Source::Host,
+        machine: Machine::default(),
+        known_gaps: &[],
+    };
+    let b = boot(&host);
+    let probe = kernel_types_probe(&b.kdir, &work_dir(&host)).unwrap_or_else(|e| panic!("{e}"));
+    let probe = probe.to_str().expect("UTF-8 path");
+    let dump = b.fixture.dump.to_str().expect("UTF-8 path");
+    for cmd in ["ps", "modules"] {
+        let btf = vmark_json(&[cmd, dump, "--json"]);
+        let dwarf = vmark_json(&[cmd, dump, "--json", "--btf", probe]);
+        assert_eq!(
+            btf, dwarf,
+            "vmark {cmd}: DWARF types differ from the kernel's BTF"
+        );
+        assert!(btf.as_array().is_some_and(|a| a.len() > 2), "{btf}");
+    }
+    let i386 = Row {
+        name: "6.1-686-pae",
+        source: Source::Archive("bookworm", "i386", "686-pae"),
+        machine: Machine {
+            arch: Arch::I386,
+            la57: false,
+        },
+        known_gaps: &[],
+    };
+    let b32 = boot(&i386);
+    let out = run_vmark(&[
+        "ps",
+        b32.fixture.dump.to_str().expect("UTF-8 path"),
+        "--btf",
+        probe,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "amd64 types accepted for an i386 kernel"
+    );
+    assert!(
+        err.contains("another architecture") && err.contains("does not match"),
+        "{err}"
     );
 }

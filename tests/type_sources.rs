@@ -163,7 +163,8 @@ fn without_btf_in_memory_ps_names_btf_and_the_options() {
         "BTF",
         "CONFIG_DEBUG_INFO_BTF",
         "--btf FILE",
-        "--vmlinux FILE",
+        "DWARF",
+        "buildmacros/kernel-types",
     ] {
         assert!(err.contains(want), "{want:?} missing from: {err}");
     }

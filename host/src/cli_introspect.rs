@@ -165,8 +165,10 @@ impl SourceSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct KernelFiles {
     /// Kernel types from this file instead of the guest's own BTF: a raw BTF blob (the
-    /// same kernel's /sys/kernel/btf/vmlinux) or any ELF with a .BTF section (a
-    /// vmlinux). Checked against the guest's init_task.
+    /// same kernel's /sys/kernel/btf/vmlinux), any ELF with a .BTF section (a vmlinux), or
+    /// an ELF with DWARF (the -dbg package's vmlinux, or the kernel-types probe built
+    /// against the kernel's headers: make -C buildmacros/kernel-types KDIR=...). Checked
+    /// against the guest's init_task.
     #[arg(long, value_name = "FILE", requires = "source")]
     pub btf: Option<PathBuf>,
     /// Kernel symbols from this System.map (Debian's real one is in linux-image-RELEASE-dbg:
@@ -177,8 +179,7 @@ pub struct KernelFiles {
     pub system_map: Option<PathBuf>,
     /// An ELF vmlinux of the guest's kernel: its symbol table (or, stripped as in a
     /// vmlinuz, its kallsyms tables) for symbols unless --system-map, and its .BTF
-    /// section for types unless --btf; its banner must be the guest's. A DWARF-only
-    /// vmlinux (no .BTF) is not yet a type source.
+    /// section (else its DWARF) for types unless --btf; its banner must be the guest's.
     #[arg(long, value_name = "FILE", requires = "source")]
     pub vmlinux: Option<PathBuf>,
 }
@@ -328,18 +329,15 @@ impl Target {
         };
         match from_file {
             Some((types, path)) => {
-                files::check_btf(&k, &types, &path.display().to_string())?;
                 k.set_btf(Arc::new(types));
+                files::check_types(&k, &path.display().to_string())?;
             }
             None if self.files.vmlinux.is_some() => {
                 // A vmlinux without .BTF: the guest's own BTF, or say why there is none.
                 k.load_btf().map_err(|e| match e {
-                    KernelError::NoKernelBtf | KernelError::KernelBtf { .. } => {
-                        CliError::Usage(format!(
-                            "{e}. (The --vmlinux file has no .BTF section: a DWARF-only \
-                             vmlinux is not yet a type source.)"
-                        ))
-                    }
+                    KernelError::NoKernelBtf | KernelError::KernelBtf { .. } => CliError::Usage(
+                        format!("{e}. (The --vmlinux file has neither a .BTF section nor DWARF.)"),
+                    ),
                     other => other.into(),
                 })?;
             }
@@ -657,7 +655,9 @@ pub fn sym(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let mut k = t.kernel(false)?;
+    // Types given as a file are the user's word that module symbols need them: loaded
+    // (and checked) now; else the guest's own BTF is tried when a module symbol is asked.
+    let mut k = t.kernel(t.files.btf.is_some())?;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     let mut module_syms: Option<HelperRegistry> = None;

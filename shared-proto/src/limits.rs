@@ -186,6 +186,24 @@ pub const KERNEL_MAX_MODULE_SYMBOLS_TOTAL: u64 = 1 << 22;
 pub const KERNEL_MAX_SYMBOL_NAME: usize = 512;
 /// Largest BTF blob read from guest memory (a 6.x kernel's is about 6 MiB).
 pub const KERNEL_MAX_BTF_BYTES: u64 = 64 << 20;
+/// Largest file read for DWARF types (`--btf`/`--vmlinux` without `.BTF`; a `-dbg` vmlinux
+/// is under 1 GiB). A file the user names, not guest memory, but read whole.
+pub const KERNEL_MAX_DWARF_FILE_BYTES: u64 = 4 << 30;
+/// Physical memory after the kallsyms tables searched, page by page, for the kernel's
+/// page directory when no vCPU state names it (a shared-RAM file of a kernel without data
+/// symbols).
+pub const KERNEL_MAX_ROOT_SCAN_BYTES: u64 = 64 << 20;
+/// Kernel data scanned, from the end of the kernel's text, for `init_task` and the module
+/// list head when the kernel's kallsyms has no data symbols (no `CONFIG_KALLSYMS_ALL`).
+pub const KERNEL_MAX_DATA_SCAN_BYTES: u64 = 96 << 20;
+/// Candidates checked in that scan: words that could be the pointer sought (each costs a
+/// read or a few).
+pub const KERNEL_MAX_DATA_SCAN_CANDIDATES: u64 = 1 << 22;
+/// A module's memory scanned for vmark's records and manifest when its kallsyms does not
+/// name them (no `CONFIG_KALLSYMS_ALL`).
+pub const KERNEL_MAX_MODULE_SCAN_BYTES: u64 = 64 << 20;
+/// All modules' memory scanned so, in one search.
+pub const KERNEL_MAX_MODULE_SCAN_TOTAL: u64 = 512 << 20;
 /// Longest NUL-terminated string read by virtual address.
 pub const VMEM_MAX_CSTRING: usize = 4096;
 /// Most BTF type records accepted.

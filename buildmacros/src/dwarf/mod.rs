@@ -319,6 +319,24 @@ impl DebugInfo {
         Ok((table, id))
     }
 
+    /// Several structs or unions by name (as in [`DebugInfo::aggregate`]) in one table, so
+    /// that a struct reached from one root by pointer is the same entry as the root that
+    /// defines it. Names without a definition in the debug info are `None`; the table holds
+    /// the closure of those found.
+    pub fn aggregates(
+        &self,
+        names: &[&str],
+        pointer_depth: u32,
+    ) -> Result<(TypeTable, Vec<Option<TypeId>>), DwarfError> {
+        let found: Vec<Option<u32>> = names.iter().map(|n| self.find_aggregate(n)).collect();
+        let nodes: Vec<u32> = found.iter().flatten().copied().collect();
+        let (table, ids) = closure::build_nodes(self, &nodes, pointer_depth)?;
+        table.validate()?;
+        let mut ids = ids.into_iter();
+        let out = found.iter().map(|f| f.and_then(|_| ids.next())).collect();
+        Ok((table, out))
+    }
+
     fn find_aggregate(&self, name: &str) -> Option<u32> {
         let name = name.trim();
         let (kinds, bare): (&[AggregateKind], &str) = match name.split_once(' ') {

@@ -279,6 +279,20 @@ fn check(data: &[u8], what: &str) {
     }
     assert!(di.aggregate("struct nonexistent", 0).is_err());
     assert!(di.aggregate_names().contains(&"struct zoo".to_string()));
+
+    // Several roots in one table: each found one complete, shared with what the others
+    // reach (struct bits is a member of struct zoo), a missing one None.
+    let (tm, ids) = di
+        .aggregates(&["struct zoo", "struct nonexistent", "struct bits"], 0)
+        .unwrap();
+    let (zoo_m, bits_m) = (ids[0].expect("zoo"), ids[2].expect("bits"));
+    assert!(ids[1].is_none(), "{what}");
+    assert_eq!(
+        member(&tm, zoo_m, "bits").ty,
+        bits_m,
+        "{what}: one id for struct bits"
+    );
+    assert_eq!(tm.size_of(zoo_m), t.size_of(zoo), "{what}");
 }
 
 #[test]

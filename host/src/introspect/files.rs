@@ -14,7 +14,7 @@
 //!
 //! Messages hold guest bytes lossily decoded; the command line escapes what it prints.
 //!
-//! DWARF is not a type source yet: a vmlinux without a `.BTF` section gives symbols only.
+//! Types come from BTF or, without a `.BTF` section, from DWARF ([`dwarf_types`]).
 
 use super::btf::Btf;
 use super::kallsyms::{self, Kallsyms};
@@ -147,20 +147,30 @@ fn elf_btf<'a>(
     Ok(Some(data.to_vec()))
 }
 
-/// Kernel types from a file: a raw BTF blob (`/sys/kernel/btf/vmlinux`) or any ELF with
-/// a `.BTF` section (a vmlinux).
+/// The kernel structs the introspection reads (processes, modules, module symbols), taken
+/// from DWARF with what they hold by value. Only the first is required.
+pub const KERNEL_TYPES: &[&str] = &[
+    "struct task_struct",
+    "struct mm_struct",
+    "struct module",
+    "struct mod_kallsyms",
+    "struct list_head",
+];
+
+/// Kernel types from a file: a raw BTF blob (`/sys/kernel/btf/vmlinux`), any ELF with a
+/// `.BTF` section (a vmlinux), or an ELF with DWARF: a `-dbg` package's vmlinux, or any
+/// object built against the kernel's own headers, such as the kernel-types probe
+/// (`buildmacros/kernel-types`), whose struct layouts are the kernel's exactly because the
+/// compiler laid them out from the same headers and configuration.
 pub fn btf_file(path: &Path) -> Result<Btf, KernelError> {
     let mut head = [0u8; 4];
     let mut file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let n = file.read(&mut head).map_err(|e| file_error(path, e))?;
     let data = if n >= 4 && head == *b"\x7fELF" {
-        with_elf(path, |elf| elf_btf(path, elf))?.ok_or_else(|| {
-            file_error(
-                path,
-                "an ELF without a .BTF section: a DWARF-only vmlinux is not yet a type source \
-                 (make BTF from it with `pahole --btf_encode_detached=FILE vmlinux`, then --btf FILE)",
-            )
-        })?
+        match with_elf(path, |elf| elf_btf(path, elf))? {
+            Some(data) => data,
+            None => return dwarf_types(path),
+        }
     } else if n >= 2 && head[..2] == BTF_MAGIC {
         let mut data = Vec::new();
         std::fs::File::open(path)
@@ -178,10 +188,46 @@ pub fn btf_file(path: &Path) -> Result<Btf, KernelError> {
     } else {
         return Err(file_error(
             path,
-            "neither a BTF blob (magic 0xeb9f) nor an ELF with a .BTF section",
+            "neither a BTF blob (magic 0xeb9f) nor an ELF (with a .BTF section or DWARF)",
         ));
     };
     Btf::parse(&data).map_err(|e| file_error(path, format!("BTF does not parse: {e}")))
+}
+
+/// [`KERNEL_TYPES`] from the DWARF of an ELF file.
+pub fn dwarf_types(path: &Path) -> Result<Btf, KernelError> {
+    use vmark_build::dwarf::DebugInfo;
+    let size = std::fs::metadata(path)
+        .map_err(|e| file_error(path, e))?
+        .len();
+    if size > limits::KERNEL_MAX_DWARF_FILE_BYTES {
+        return Err(file_error(
+            path,
+            format!(
+                "larger than {} bytes, the most read for DWARF",
+                limits::KERNEL_MAX_DWARF_FILE_BYTES
+            ),
+        ));
+    }
+    let di = DebugInfo::parse_file(path).map_err(|e| {
+        file_error(
+            path,
+            format!("an ELF with no .BTF section and no readable DWARF: {e}"),
+        )
+    })?;
+    let (table, ids) = di
+        .aggregates(KERNEL_TYPES, 0)
+        .map_err(|e| file_error(path, format!("its DWARF types do not convert: {e}")))?;
+    if ids.first().copied().flatten().is_none() {
+        return Err(file_error(
+            path,
+            "its DWARF has no struct task_struct: give the kernel's -dbg vmlinux, or the \
+             kernel-types probe built against the kernel's headers \
+             (make -C KDIR M=.../buildmacros/kernel-types)",
+        ));
+    }
+    Btf::from_types(table)
+        .map_err(|e| file_error(path, format!("its DWARF types are inconsistent: {e}")))
 }
 
 /// A vmlinux: its symbol table (link-time) and banner, and its `.BTF` if it has one.
@@ -248,10 +294,15 @@ pub fn vmlinux(path: &Path) -> Result<(LinkSymbols, Option<Btf>), KernelError> {
             })
             .filter(|b| b.starts_with(BANNER_PREFIX))
             .map_or(BannerCheck::Prefix, BannerCheck::Exact);
-        let btf = elf_btf(path, elf)?
-            .map(|d| Btf::parse(&d))
-            .transpose()
-            .map_err(|e| file_error(path, format!("its .BTF does not parse: {e}")))?;
+        let btf = match elf_btf(path, elf)? {
+            Some(d) => Some(
+                Btf::parse(&d)
+                    .map_err(|e| file_error(path, format!("its .BTF does not parse: {e}")))?,
+            ),
+            // No .BTF: the types of its DWARF (a -dbg package's vmlinux).
+            None if elf.section_by_name(".debug_info").is_some() => Some(dwarf_types(path)?),
+            None => None,
+        };
         Ok((
             LinkSymbols {
                 symbols: table,
@@ -484,55 +535,41 @@ fn compare_with_kallsyms(file: &SymbolTable, ks: &Kallsyms) -> Result<(), String
     ))
 }
 
-/// Checks that `btf` describes the kernel in memory: `init_task` read with its layout
-/// is the idle task (`comm` `swapper…`, `pid` 0) on a consistent `tasks` list.
-pub fn check_btf(kernel: &Kernel, btf: &Btf, file: &str) -> Result<(), KernelError> {
+/// Checks that the types `kernel` has loaded (from `file`) describe the kernel in memory:
+/// `init_task` read with their layout is the idle task (`comm` `swapper…`, `pid` 0) on a
+/// consistent `tasks` list. A kernel whose symbols do not name `init_task` (no
+/// `CONFIG_KALLSYMS_ALL`) has it found by exactly that property, so there finding it is the
+/// check.
+pub fn check_types(kernel: &Kernel, file: &str) -> Result<(), KernelError> {
     let mismatch = |reason: String| KernelError::FileMismatch {
         file: file.to_string(),
         reason,
     };
-    let task = btf
-        .find("task_struct")
-        .ok_or_else(|| mismatch("its BTF has no struct task_struct".into()))?;
-    let offset = |member: &str| {
-        btf.member_offset(task, member)
-            .map(|(o, _)| o)
-            .ok_or_else(|| mismatch(format!("its task_struct has no {member}")))
-    };
-    let (comm, pid, tasks) = (offset("comm")?, offset("pid")?, offset("tasks")?);
-    let init = kernel.symbol("init_task")?;
-    let at = |off: u64| {
-        init.checked_add(off)
-            .ok_or_else(|| mismatch(format!("init_task + {off:#x} overflows")))
-    };
-    let mut comm_bytes = [0u8; 16];
-    kernel
-        .read(at(comm)?, &mut comm_bytes)
-        .map_err(|e| mismatch(format!("init_task.comm does not read: {e}")))?;
-    let name = &comm_bytes[..comm_bytes.iter().position(|&b| b == 0).unwrap_or(16)];
-    let mut pid_bytes = [0u8; 4];
-    kernel
-        .read(at(pid)?, &mut pid_bytes)
-        .map_err(|e| mismatch(format!("init_task.pid does not read: {e}")))?;
-    if !name.starts_with(b"swapper") || pid_bytes != [0; 4] {
-        return Err(mismatch(format!(
-            "with its layout init_task reads as comm \"{}\" pid {} (comm at {comm:#x}), not \
-             the idle task swapper with pid 0: its BTF is of another kernel",
-            String::from_utf8_lossy(name),
-            i32::from_le_bytes(pid_bytes)
-        )));
-    }
-    let head = at(tasks)?;
+    // A list node is two pointers: the types' pointer size must be the guest's.
+    let btf = kernel.btf()?;
     let word = kernel.pointer_size() as u64;
-    let next = kernel.read_ptr(head)?;
-    let back = next.checked_add(word).and_then(|a| kernel.read_ptr(a).ok());
-    if back != Some(head) {
-        return Err(mismatch(format!(
-            "init_task.tasks (at {tasks:#x}) is not a list node: next {next:#x} points back \
-             to {back:?}, not {head:#x}: its BTF is of another kernel"
-        )));
+    if let Some(size) = btf.find("list_head").and_then(|t| btf.types().size_of(t)) {
+        if size != 2 * word {
+            return Err(mismatch(format!(
+                "its pointers are {} bytes (struct list_head is {size}), the guest kernel's \
+                 {word}: its types are of another architecture",
+                size / 2
+            )));
+        }
     }
-    Ok(())
+    let layout = super::anchors::IdleTaskLayout::of(kernel).map_err(|e| match e {
+        KernelError::MissingType(t) => mismatch(format!("its types have no {t}")),
+        other => other,
+    })?;
+    let init = kernel.data_symbol("init_task").map_err(|e| match e {
+        KernelError::MissingSymbol(what) => mismatch(format!("with its types no {what}")),
+        other => other,
+    })?;
+    super::anchors::check_idle_task(kernel, init, &layout).map_err(|why| {
+        mismatch(format!(
+            "with its layout init_task at {init:#x}: {why}: its types are of another kernel"
+        ))
+    })
 }
 
 #[cfg(test)]

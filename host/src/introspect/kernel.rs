@@ -8,7 +8,7 @@ use super::paging::{PagingMode, TranslateError};
 use super::phys::{FrameKind, MemError, PhysicalMemory};
 use super::symbols::{SymbolTable, X86_64_DEFAULT_TEXT};
 use super::vmem::{AddressSpace, Translator, VirtualWindow};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use vmark_proto::text::escape;
 use vmark_proto::{limits, TypeId};
@@ -61,8 +61,9 @@ pub enum KernelError {
     #[error(
         "the guest kernel has no BTF (built without CONFIG_DEBUG_INFO_BTF): process and \
          module lists need its struct layouts; symbols (`vmark sym`) and `read-va` work without. \
-         Give the same kernel's types as a file: --btf FILE (a BTF blob, or an ELF with a .BTF \
-         section) or --vmlinux FILE (with a .BTF section)"
+         Give the same kernel's types as a file: --btf FILE (a BTF blob, an ELF with a .BTF \
+         section, or an ELF with DWARF: the -dbg package's vmlinux, or the kernel-types probe \
+         built against the kernel's headers: make -C buildmacros/kernel-types KDIR=...)"
     )]
     NoKernelBtf,
     /// The kernel's own BTF (between `__start_BTF` and `__stop_BTF`) does not parse.
@@ -70,7 +71,9 @@ pub enum KernelError {
         "the guest kernel's BTF (__start_BTF at {start:#x}, {len} bytes) does not parse: \
          {source}; process and module lists need the struct layouts of a kernel built with \
          CONFIG_DEBUG_INFO_BTF, or the same kernel's types as a file: --btf FILE (a BTF blob, \
-         or an ELF with a .BTF section) or --vmlinux FILE (with a .BTF section)"
+         an ELF with a .BTF section, or an ELF with DWARF: the -dbg package's vmlinux, or the \
+         kernel-types probe built against the kernel's headers: make -C \
+         buildmacros/kernel-types KDIR=...)"
     )]
     KernelBtf {
         /// `__start_BTF`.
@@ -266,6 +269,8 @@ pub struct Kernel {
     kallsyms: Option<Kallsyms>,
     base: KernelBase,
     btf: Option<Arc<Btf>>,
+    /// Data symbols found by structure ([`Kernel::data_symbol`]) with the loaded types.
+    found: std::sync::Mutex<HashMap<&'static str, u64>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -387,29 +392,68 @@ impl Kernel {
         let mut seen = HashSet::new();
         modes.retain(|m| seen.insert(*m));
         let roots: Vec<u64> = vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0).collect();
+        // Whether `root` maps _text and the kallsyms tables vmark decoded at one
+        // virtual-to-physical distance.
+        let maps_image = |translator: &Translator, root: u64| -> bool {
+            let Ok(t) = translator.translate_uncached(root, text) else {
+                return false;
+            };
+            let Some(delta) = text.checked_sub(t.paddr) else {
+                return false;
+            };
+            let maps = |pa: u64| {
+                pa.checked_add(delta)
+                    .and_then(|va| translator.translate_uncached(root, va).ok())
+                    .is_some_and(|t| t.paddr == pa)
+            };
+            maps(ks.token_table_paddr) && maps(ks.names_paddr)
+        };
         for &mode in &modes {
             let translator = Arc::new(Translator::new(mem.clone(), mode));
             for &root in &roots {
-                let Ok(t) = translator.translate_uncached(root, text) else {
-                    continue;
-                };
-                let Some(delta) = text.checked_sub(t.paddr) else {
-                    continue;
-                };
-                let maps = |pa: u64| {
-                    pa.checked_add(delta)
-                        .and_then(|va| translator.translate_uncached(root, va).ok())
-                        .is_some_and(|t| t.paddr == pa)
-                };
-                if maps(ks.token_table_paddr) && maps(ks.names_paddr) {
+                if maps_image(&translator, root) {
                     return Ok(Self::assemble(translator.space(root), symbols, Some(ks)));
                 }
             }
         }
+        // No vCPU state (a shared-RAM file) or none that fits: the kernel's own page
+        // directory (swapper_pg_dir) is a page of its image, after the kallsyms tables
+        // (rodata) in its data or bss. Every page there is a candidate root in each mode;
+        // boot-time tables (initial_page_table) pass the image test too, so the candidate
+        // that maps the most of the kernel half wins: the running kernel's.
+        let mut best: Option<(u32, u64, PagingMode)> = None;
+        if mem.frame_kind() == FrameKind::Physical {
+            let start = ks.names_paddr & !0xfff;
+            let translators: Vec<(PagingMode, Translator)> = modes
+                .iter()
+                .map(|&m| (m, Translator::new(mem.clone(), m)))
+                .collect();
+            for i in 0..limits::KERNEL_MAX_ROOT_SCAN_BYTES / 4096 {
+                let Some(root) = start.checked_add(i * 4096) else {
+                    break;
+                };
+                for (mode, translator) in &translators {
+                    let mode = *mode;
+                    if !maps_image(translator, root) {
+                        continue;
+                    }
+                    let score = kernel_half_entries(mem.as_ref(), root, mode);
+                    if best.is_none_or(|(s, _, _)| score > s) {
+                        best = Some((score, root, mode));
+                    }
+                }
+            }
+        }
+        if let Some((_, root, mode)) = best {
+            let translator = Arc::new(Translator::new(mem.clone(), mode));
+            return Ok(Self::assemble(translator.space(root), symbols, Some(ks)));
+        }
         Err(KernelError::NoPageTables(format!(
             "no linux_banner symbol (a kernel without CONFIG_KALLSYMS_ALL), and none of {} \
-             vCPU page-table roots maps _text={text:#x} and the kallsyms tables as one image",
-            roots.len()
+             vCPU page-table roots, nor any page in the {} MiB of the image after its kallsyms \
+             tables, maps _text={text:#x} and the kallsyms tables as one image",
+            roots.len(),
+            limits::KERNEL_MAX_ROOT_SCAN_BYTES >> 20
         )))
     }
 
@@ -501,6 +545,7 @@ impl Kernel {
             kallsyms,
             base,
             btf: None,
+            found: Default::default(),
         }
     }
 
@@ -531,6 +576,41 @@ impl Kernel {
             .ok_or_else(|| KernelError::MissingSymbol(name.to_string()))
     }
 
+    /// Address of a kernel data object the walks start from (`init_task`, `modules`): its
+    /// symbol, or, for a kernel whose kallsyms has no data symbols (no
+    /// `CONFIG_KALLSYMS_ALL`), the object found by its structure with the loaded types.
+    pub fn data_symbol(&self, name: &'static str) -> Result<u64, KernelError> {
+        if let Some(a) = self.symbols.lookup(name) {
+            return Ok(a);
+        }
+        if self.has_data_symbols() {
+            return Err(KernelError::MissingSymbol(name.to_string()));
+        }
+        if let Some(&a) = self.found_lock().get(name) {
+            return Ok(a);
+        }
+        let a = match name {
+            "init_task" => super::anchors::find_init_task(self)?,
+            "modules" => super::anchors::find_module_list(self)?,
+            _ => return Err(KernelError::MissingSymbol(name.to_string())),
+        };
+        self.found_lock().insert(name, a);
+        Ok(a)
+    }
+
+    fn found_lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, u64>> {
+        self.found.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the kernel's symbols name data (kallsyms built with `CONFIG_KALLSYMS_ALL`,
+    /// or a System.map), not only text: data every kernel has is named. (Kinds alone do
+    /// not tell: a text-only kallsyms still holds a few data symbols inside the text.)
+    pub fn has_data_symbols(&self) -> bool {
+        ["linux_banner", "jiffies", "init_task"]
+            .iter()
+            .any(|n| self.symbols.lookup(n).is_some())
+    }
+
     /// Reads kernel virtual memory.
     pub fn read(&self, vaddr: u64, buf: &mut [u8]) -> Result<(), KernelError> {
         Ok(self.space.read(vaddr, buf)?)
@@ -558,12 +638,14 @@ impl Kernel {
             source,
         })?);
         self.btf = Some(btf.clone());
+        self.found_lock().clear();
         Ok(btf)
     }
 
     /// Uses `btf` (e.g. from a file) for layouts.
     pub fn set_btf(&mut self, btf: Arc<Btf>) {
         self.btf = Some(btf);
+        self.found_lock().clear();
     }
 
     /// The loaded BTF.
@@ -571,13 +653,13 @@ impl Kernel {
         self.btf.as_ref().ok_or(KernelError::NoBtf)
     }
 
-    fn type_id(&self, name: &str) -> Result<TypeId, KernelError> {
+    pub(crate) fn type_id(&self, name: &str) -> Result<TypeId, KernelError> {
         self.btf()?
             .find(name)
             .ok_or_else(|| KernelError::MissingType(name.to_string()))
     }
 
-    fn offset(&self, ty: TypeId, ty_name: &str, path: &str) -> Result<u64, KernelError> {
+    pub(crate) fn offset(&self, ty: TypeId, ty_name: &str, path: &str) -> Result<u64, KernelError> {
         self.btf()?
             .member_offset(ty, path)
             .map(|(o, _)| o)
@@ -683,7 +765,7 @@ impl Kernel {
                 self.offset(mm_t, "mm_struct", "pgd")?
             },
         };
-        let init = self.symbol("init_task")?;
+        let init = self.data_symbol("init_task")?;
         let head = add(init, o.tasks, "init_task.tasks")?;
         let (nodes, end) = self.walk_list(head, MAX_TASKS, "tasks");
         let mut items = Vec::with_capacity(nodes.len() + 1);
@@ -782,7 +864,7 @@ impl Kernel {
         let o_list = self.offset(module_t, "module", "list")?;
         let o_name = self.offset(module_t, "module", "name")?;
         let area = self.module_area(module_t)?;
-        let head = self.symbol("modules")?;
+        let head = self.data_symbol("modules")?;
         let (nodes, end) = self.walk_list(head, MAX_MODULES, "modules");
         let items = nodes
             .into_iter()
@@ -936,8 +1018,29 @@ impl Kernel {
     /// Finds vmark's helper registry without xenstore: walks every module's kallsyms for
     /// the `__vmark_rec_*` mark records and the `__vmark_manifest` symbol, module by
     /// module (see [`Kernel::all_module_symbols`]).
+    ///
+    /// A kernel without data symbols (no `CONFIG_KALLSYMS_ALL`) keeps none of these in its
+    /// modules' tables: there each module's memory is scanned for the records' and the
+    /// manifest's magics instead, within vmark's budgets.
     pub fn helper_registry(&self) -> Result<HelperRegistry, KernelError> {
-        self.all_module_symbols(&|n: &str| n.starts_with("__vmark_rec_") || n == "__vmark_manifest")
+        let mut out = self.all_module_symbols(&|n: &str| {
+            n.starts_with("__vmark_rec_") || n == "__vmark_manifest"
+        })?;
+        if self.has_data_symbols() {
+            return Ok(out);
+        }
+        let named: HashSet<String> = out.symbols.iter().map(|s| s.module.clone()).collect();
+        let mut budget = limits::KERNEL_MAX_MODULE_SCAN_TOTAL;
+        for m in self.walk_modules()?.items.into_iter().flatten() {
+            if named.contains(&m.name) {
+                continue;
+            }
+            match super::anchors::scan_module_marks(self, &m, &mut budget) {
+                Ok(syms) => out.symbols.extend(syms),
+                Err(e) => out.errors.push((format!("module {}", escape(&m.name)), e)),
+            }
+        }
+        Ok(out)
     }
 
     /// [`Kernel::helper_registry`]'s symbols; fails on the first module that cannot be
@@ -951,6 +1054,31 @@ impl Kernel {
             }),
             None => Ok(r.symbols),
         }
+    }
+}
+
+/// How much of the kernel half the page-table root maps: present entries of the table
+/// that covers it (PAE: the page directory behind the fourth PDPT entry; 32-bit: the
+/// directory's entries from 3 GiB; 4/5-level: the upper half of the top table).
+fn kernel_half_entries(mem: &dyn PhysicalMemory, root: u64, mode: PagingMode) -> u32 {
+    let count = |table: u64, from: usize, entries: usize, width: usize| -> u32 {
+        let mut buf = vec![0u8; entries * width];
+        if mem.read(table + (from * width) as u64, &mut buf).is_err() {
+            return 0;
+        }
+        buf.chunks_exact(width).filter(|e| e[0] & 1 == 1).count() as u32
+    };
+    match mode {
+        PagingMode::Pae => {
+            let mut pdpte = [0u8; 8];
+            if mem.read(root + 24, &mut pdpte).is_err() || pdpte[0] & 1 == 0 {
+                return 0;
+            }
+            let pd = u64::from_le_bytes(pdpte) & 0x000f_ffff_ffff_f000;
+            count(pd, 0, 512, 8)
+        }
+        PagingMode::Legacy32 => count(root, 768, 256, 4),
+        PagingMode::Long4 | PagingMode::Long5 => count(root, 256, 256, 8),
     }
 }
 

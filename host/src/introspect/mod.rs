@@ -13,8 +13,10 @@
 //! - [`files`]: a System.map, vmlinux or BTF file given by the user, checked against
 //!   the kernel in memory;
 //! - [`kernel`]: a guest kernel located in memory, with process and module lists walked
-//!   through BTF offsets.
+//!   through BTF offsets; `anchors` finds what a kernel without data symbols does not name
+//!   (`init_task`, the module list, vmark's records) by structure.
 
+mod anchors;
 pub mod btf;
 pub mod cache;
 pub mod files;
