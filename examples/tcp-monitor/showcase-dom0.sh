@@ -58,7 +58,8 @@ say "vmark list $GUEST"
 
 rec=$OUT/showcase.jsonl
 rm -f "$rec"
-fields=snd_cwnd,srtt_us,bytes_received,data_segs_in,rcv_nxt
+# The kernel keeps 8 x the smoothed RTT in microseconds: shown in milliseconds.
+fields='snd_cwnd,srtt_ms=(srtt_us>>3)/1000:ms,bytes_received,data_segs_in,rcv_nxt'
 say "watching: every trigger recorded to $rec; live view every 500 ms"
 "$VMARK" watch "$GUEST" last_tp --on-trigger --quiet --record "$rec" --duration 25s \
 	2> "$OUT/trigger-summary.txt" &
@@ -81,7 +82,8 @@ sed 's/^/==   /' "$OUT/trigger-summary.txt"
 
 "$VMARK" read "$GUEST" stats --json > "$OUT/stats.json" || fail "vmark read stats"
 "$VMARK" read "$GUEST" last_tp --json > "$OUT/last_tp.json" || fail "vmark read last_tp"
-"$VMARK" plot "$rec" snd_cwnd srtt_us bytes_received -o "$OUT/showcase.svg" | sed 's/^/==   /'
+"$VMARK" plot "$rec" snd_cwnd 'srtt_ms=(srtt_us>>3)/1000:ms' 'received=bytes_received/1000000:MB' \
+	-o "$OUT/showcase.svg" | sed 's/^/==   /'
 
 seen=$(sed -n 's/.*"segments":\([0-9]*\).*/\1/p' "$OUT/stats.json")
 guest_view=$(grep "SHOWCASE-VAL stats.segments=" "$LOG" | tail -n 1 | cut -d= -f2)

@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use vmark_proto::text::{escape, escape_bytes};
+use vmark_proto::text::{escape, escape_bytes, escape_controls};
 use vmark_proto::{Type, TypeId, TypeTable};
 
 /// Most bytes `read-va`/`read-pa` read at once.
@@ -566,7 +566,7 @@ pub fn write_processes(
                 "?",
                 e.addr,
                 "-",
-                escape(&e.error.to_string())
+                escape_controls(&e.error.to_string())
             )?,
         }
     }
@@ -574,7 +574,7 @@ pub fn write_processes(
         writeln!(
             out,
             "-- the task list ends early: {}",
-            escape(&e.to_string())
+            escape_controls(&e.to_string())
         )?;
     }
     Ok(())
@@ -631,7 +631,7 @@ pub fn write_modules(
                 "-",
                 "-",
                 e.addr,
-                escape(&e.error.to_string())
+                escape_controls(&e.error.to_string())
             )?,
         }
     }
@@ -639,7 +639,7 @@ pub fn write_modules(
         writeln!(
             out,
             "-- the module list ends early: {}",
-            escape(&e.to_string())
+            escape_controls(&e.to_string())
         )?;
     }
     Ok(())
@@ -924,7 +924,7 @@ pub fn read_mark(
                 return Err(CliError::Usage(format!(
                     "{}: {}",
                     escape(item),
-                    escape(&err.to_string())
+                    escape_controls(&err.to_string())
                 )));
             }
             return Err(e.into());

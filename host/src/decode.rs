@@ -91,6 +91,9 @@ pub enum DecodeError {
     /// A field path ends at an aggregate rather than a scalar.
     #[error("field \"{}\" is not a scalar (it is {})", escape(.0), escape(.1))]
     NotScalar(String, String),
+    /// A derived field's expression does not parse ([`crate::expr`]).
+    #[error(transparent)]
+    BadExpression(#[from] crate::expr::ExprError),
 }
 
 /// How a leaf's bytes are interpreted.

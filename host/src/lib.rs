@@ -15,6 +15,7 @@
 
 pub mod cli_introspect;
 pub mod decode;
+pub mod expr;
 pub mod follow;
 pub mod frames;
 pub mod guest;

@@ -313,6 +313,9 @@ pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, L
             "give --every PERIOD, --on-trigger, or both".into(),
         ));
     }
+    for f in &opts.fields {
+        crate::expr::FieldExpr::parse(f).map_err(|e| LiveError::Usage(e.to_string()))?;
+    }
     if opts.format == Format::Csv && opts.fields.is_empty() {
         return Err(LiveError::Usage("--format csv needs --fields a,b,c".into()));
     }
@@ -532,13 +535,7 @@ impl Session<'_> {
                     let cols: Vec<String> = w
                         .fields
                         .iter()
-                        .map(|f| {
-                            format!(
-                                "{}={}",
-                                escape(&f.path),
-                                sample::leaf_text(f.read(&self.buf))
-                            )
-                        })
+                        .map(|c| format!("{}={}", escape(&c.title()), c.text(&self.buf)))
                         .collect();
                     format!(
                         "{} {:<7} {} triggers={} (+{}) {}",

@@ -93,7 +93,8 @@ enum Command {
         /// Output form.
         #[arg(long, value_enum, default_value = "pretty")]
         format: Format,
-        /// Fields to show (CSV columns), e.g. `snd_cwnd,srtt_us`.
+        /// Fields to show (CSV columns), e.g. `snd_cwnd,srtt_us`, or derived ones:
+        /// `[LABEL=]EXPR[:UNIT]` with C operators, e.g. `srtt_ms=(srtt_us>>3)/1000:ms`.
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
         /// Append every sample to this recording (JSON lines).
@@ -192,7 +193,8 @@ enum Command {
     Plot {
         /// Recording (JSON lines, from `watch --record`).
         recording: std::path::PathBuf,
-        /// Fields of the recorded values, e.g. `snd_cwnd srtt_us`.
+        /// Fields of the recorded values, e.g. `snd_cwnd srtt_us`, or derived ones:
+        /// `[LABEL=]EXPR[:UNIT]`, e.g. `srtt_ms=(srtt_us>>3)/1000:ms` `in_flight=snd_nxt-snd_una:B`.
         #[arg(required = true)]
         fields: Vec<String>,
         /// Only samples of this mark.
@@ -317,7 +319,10 @@ fn main() -> ExitCode {
         Err(Failed::Error(e)) => {
             // Messages may quote what a guest published: escaped, so it cannot steer the
             // terminal.
-            eprintln!("vmark: {}", vmark_proto::text::escape(&e.to_string()));
+            eprintln!(
+                "vmark: {}",
+                vmark_proto::text::escape_controls(&e.to_string())
+            );
             ExitCode::FAILURE
         }
     }
@@ -532,7 +537,7 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
             eprintln!("{}", outcome.stats.summary());
             eprintln!(
                 "watch ended: {}",
-                vmark_proto::text::escape(&outcome.end.to_string())
+                vmark_proto::text::escape_controls(&outcome.end.to_string())
             );
             match outcome.exit_code() {
                 0 => {}

@@ -1,6 +1,7 @@
 //! `vmark plot`: time series of recorded fields, one panel per field (their scales differ:
 //! a congestion window in segments, an RTT in microseconds, a byte counter in megabytes).
 
+use crate::expr::{FieldExpr, Num};
 use crate::sample::{json_field, read_recording};
 use plotters::prelude::*;
 use std::path::Path;
@@ -19,6 +20,9 @@ pub enum PlotError {
     /// Nothing to plot.
     #[error("no samples with field {0:?} in the recording (fields are paths into the recorded `value`, e.g. snd_cwnd or icsk.icsk_rto)")]
     NoData(String),
+    /// A derived field does not parse.
+    #[error(transparent)]
+    Expr(#[from] crate::expr::ExprError),
     /// Drawing failed.
     #[error("drawing {0}")]
     Draw(String),
@@ -44,13 +48,14 @@ pub fn series(
     let t0 = samples.iter().map(|s| s.t_ns).min().unwrap_or(0);
     let mut out = Vec::new();
     for f in fields {
+        let expr = FieldExpr::parse(f)?;
         let pts: Series = samples
             .iter()
             .filter_map(|s| {
-                let v = json_field(&s.value, f)?;
-                let y = v
-                    .as_f64()
-                    .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))?;
+                let y = expr
+                    .eval(&|i| number(json_field(&s.value, &expr.fields[i])?))
+                    .ok()?
+                    .as_f64();
                 Some(((s.t_ns - t0) as f64 / 1e9, y))
             })
             .collect();
@@ -60,6 +65,19 @@ pub fn series(
         out.push(pts);
     }
     Ok(out)
+}
+
+/// A recorded leaf as a number: integers exact, booleans 0/1.
+fn number(v: &serde_json::Value) -> Option<Num> {
+    if let Some(i) = v.as_i64() {
+        return Some(Num::Int(i.into()));
+    }
+    if let Some(u) = v.as_u64() {
+        return Some(Num::Int(u.into()));
+    }
+    v.as_f64()
+        .map(Num::Float)
+        .or_else(|| v.as_bool().map(|b| Num::Int(i128::from(b))))
 }
 
 /// Plots `fields` of the recording at `path` into an SVG file; returns a one-line summary.
@@ -76,6 +94,9 @@ pub fn plot_recording(
     root.fill(&WHITE).map_err(|e| draw(&e))?;
     let panels = root.split_evenly((all.len(), 1));
     for ((panel, pts), field) in panels.iter().zip(&all).zip(fields) {
+        let expr = FieldExpr::parse(field)?;
+        // Counts get integer ticks; a series with fractions its own.
+        let integral = pts.iter().all(|&(_, y)| y.fract() == 0.0);
         let (mut x0, mut x1) = (f64::MAX, f64::MIN);
         let (mut y0, mut y1) = (f64::MAX, f64::MIN);
         for &(x, y) in pts {
@@ -89,15 +110,34 @@ pub fn plot_recording(
         }
         let pad = ((y1 - y0) * 0.05).max(0.5);
         let mut chart = ChartBuilder::on(panel)
-            .caption(field, ("sans-serif", 18))
+            .caption(expr.title(), ("sans-serif", 18))
             .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
+            .x_label_area_size(36)
+            .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
             .map_err(|e| draw(&e))?;
+        let y_label = |y: &f64| {
+            if integral {
+                format!("{}", y.round() as i64)
+            } else {
+                format!("{y:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string()
+            }
+        };
+        // Integer ticks: no more labels than integers in the range.
+        let y_ticks = if integral {
+            ((y1 - y0).round() as usize + 1).clamp(2, 10)
+        } else {
+            10
+        };
         chart
             .configure_mesh()
             .x_desc("seconds")
+            .y_desc(expr.unit.clone().unwrap_or_default())
+            .y_labels(y_ticks)
+            .y_label_formatter(&y_label)
             .draw()
             .map_err(|e| draw(&e))?;
         chart
@@ -151,6 +191,20 @@ mod tests {
         assert!(matches!(
             series(&rec, &["nope".into()], None),
             Err(PlotError::NoData(_))
+        ));
+        // Derived fields: computed per sample, titled with their label and unit.
+        let d = series(&rec, &["half=snd_cwnd/2:segments".into()], None).unwrap();
+        assert_eq!((d[0][0].1, d[0][1].1), (5.0, 5.5));
+        let out2 = dir.join("d.svg");
+        plot_recording(&rec, &["half=snd_cwnd/2:segments".into()], None, &out2).unwrap();
+        let svg = std::fs::read_to_string(&out2).unwrap();
+        assert!(
+            svg.contains("half (segments)"),
+            "the caption names label and unit"
+        );
+        assert!(matches!(
+            series(&rec, &["snd_cwnd+".into()], None),
+            Err(PlotError::Expr(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

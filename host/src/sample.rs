@@ -21,7 +21,8 @@
 //! Events that are not samples (a mark withdrawn or back, the domain gone) are lines with
 //! an `event` key instead of `value`.
 
-use crate::decode::{FieldPath, Leaf};
+use crate::decode::{DecodeError, FieldPath, Leaf};
+use crate::expr::{FieldExpr, Num};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -436,12 +437,57 @@ pub fn leaf_text(leaf: Option<Leaf>) -> String {
     }
 }
 
-/// The CSV header for `fields`.
-pub fn csv_header(fields: &[FieldPath]) -> String {
+/// One `--fields` column of a watched mark: a field, or a derived expression over fields
+/// ([`crate::expr`]), resolved against the mark's type.
+#[derive(Debug, Clone)]
+pub struct Column {
+    expr: FieldExpr,
+    paths: Vec<FieldPath>,
+}
+
+impl Column {
+    /// Parses `spec` and resolves the fields it reads in type `ty`.
+    pub fn resolve(
+        types: &vmark_proto::TypeTable,
+        ty: vmark_proto::TypeId,
+        spec: &str,
+    ) -> Result<Column, DecodeError> {
+        let expr = FieldExpr::parse(spec)?;
+        let paths = expr
+            .fields
+            .iter()
+            .map(|f| FieldPath::resolve(types, ty, f))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Column { expr, paths })
+    }
+
+    /// Its header: the field, or the expression's label and unit.
+    pub fn title(&self) -> String {
+        self.expr.title()
+    }
+
+    /// Its value in one sample's bytes: a field's leaf as [`leaf_text`] renders it, an
+    /// expression's result; empty when a field does not read or the arithmetic fails.
+    pub fn text(&self, bytes: &[u8]) -> String {
+        if self.expr.as_field().is_some() {
+            return leaf_text(self.paths[0].read(bytes));
+        }
+        let value = self.expr.eval(&|i| match self.paths[i].read(bytes)? {
+            Leaf::Int(v) => Some(Num::Int(v)),
+            Leaf::UInt(v) => i128::try_from(v).ok().map(Num::Int),
+            Leaf::Bool(b) => Some(Num::Int(i128::from(b))),
+            Leaf::Float(f) => Some(Num::Float(f)),
+        });
+        value.map(|v| v.to_string()).unwrap_or_default()
+    }
+}
+
+/// The CSV header for `columns`.
+pub fn csv_header(columns: &[Column]) -> String {
     let mut s = String::from("t_ns,mark,cause,triggers,folded,consistent,retries");
-    for f in fields {
+    for c in columns {
         s.push(',');
-        s.push_str(&f.path);
+        s.push_str(&csv_text(&c.title()));
     }
     s
 }
@@ -458,7 +504,7 @@ pub fn csv_text(s: &str) -> String {
 }
 
 /// One CSV row.
-pub fn csv_row(meta: &SampleMeta, fields: &[FieldPath], bytes: &[u8]) -> String {
+pub fn csv_row(meta: &SampleMeta, columns: &[Column], bytes: &[u8]) -> String {
     let mut s = format!(
         "{},{},{},{},{},{},{}",
         meta.t_ns,
@@ -473,9 +519,9 @@ pub fn csv_row(meta: &SampleMeta, fields: &[FieldPath], bytes: &[u8]) -> String 
         meta.consistent,
         meta.retries
     );
-    for f in fields {
+    for c in columns {
         s.push(',');
-        s.push_str(&leaf_text(f.read(bytes)));
+        s.push_str(&c.text(bytes));
     }
     s
 }
@@ -648,6 +694,53 @@ impl RunStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_are_fields_or_derived_expressions() {
+        use vmark_proto::{AggregateKind, BaseEncoding, Member, Type, TypeTable};
+        let mut t = TypeTable::new();
+        t.push(Type::Void);
+        let u32t = t.push(Type::Base {
+            name: "unsigned int".into(),
+            size: 4,
+            encoding: BaseEncoding::Unsigned,
+        });
+        let m = |name: &str, offset| Member {
+            name: Some(name.into()),
+            ty: u32t,
+            offset,
+            bitfield: None,
+        };
+        let tp = t.push(Type::Aggregate {
+            kind: AggregateKind::Struct,
+            name: Some("tp".into()),
+            size: 8,
+            members: vec![m("srtt_us", 0), m("snd_una", 4)],
+        });
+        let bytes = [12000u32.to_le_bytes(), 100u32.to_le_bytes()].concat();
+        let plain = Column::resolve(&t, tp, "srtt_us").unwrap();
+        assert_eq!(
+            (plain.title(), plain.text(&bytes)),
+            ("srtt_us".into(), "12000".into())
+        );
+        let rtt = Column::resolve(&t, tp, "srtt_ms=(srtt_us>>3)/1000:ms").unwrap();
+        assert_eq!(
+            (rtt.title(), rtt.text(&bytes)),
+            ("srtt_ms (ms)".into(), "1.5".into())
+        );
+        // Division by zero in one sample: an empty cell, not an error for the watch.
+        let zero = Column::resolve(&t, tp, "srtt_us/(snd_una-100)").unwrap();
+        assert_eq!(zero.text(&bytes), "");
+        assert!(matches!(
+            Column::resolve(&t, tp, "nope+1"),
+            Err(DecodeError::NoSuchField(..))
+        ));
+        assert!(matches!(
+            Column::resolve(&t, tp, "srtt_us+"),
+            Err(DecodeError::BadExpression(_))
+        ));
+        assert!(csv_header(&[plain, rtt]).ends_with(",srtt_us,srtt_ms (ms)"));
+    }
 
     #[test]
     fn clock_text_is_utc_time_of_day() {

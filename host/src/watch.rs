@@ -12,8 +12,8 @@
 //!   helper module reloaded) or released;
 //! - [`EndReason`]: why a watch ended, and its exit status.
 
-use crate::decode::FieldPath;
 use crate::guest::{GuestError, HelperInfo, MarkUpdate, OpenMark, Refresh};
+use crate::sample::Column;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -317,19 +317,19 @@ impl<S: futures_core::Stream<Item = Box<str>> + Unpin> StoreWatch<S> {
 pub struct Watched {
     /// The open mark, while it is published.
     pub open: Option<OpenMark>,
-    /// Fields resolved against its type.
-    pub fields: Vec<FieldPath>,
+    /// `--fields` columns resolved against its type.
+    pub fields: Vec<Column>,
 }
 
 /// A change a refresh made to the watched marks: (event kind, spec, detail), for the
 /// recording and the live output.
 pub type Note = (&'static str, String, String);
 
-/// Resolves `--fields` against an open mark's type.
-pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<FieldPath>, GuestError> {
+/// Resolves `--fields` (fields or derived expressions) against an open mark's type.
+pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<Column>, GuestError> {
     fields
         .iter()
-        .map(|f| FieldPath::resolve(&m.manifest.types, m.mark.ty, f))
+        .map(|f| Column::resolve(&m.manifest.types, m.mark.ty, f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| GuestError::Decode {
             mark: m.mark.name.clone(),

@@ -34,6 +34,25 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` with every unsafe character escaped as by [`escape`] and backslashes left alone: the
+/// last guard at the terminal for text whose guest-supplied parts were escaped when it was
+/// made (error messages), so that they are not escaped twice (`\x1b` stays `\x1b`, not
+/// `\\x1b`) while anything left unescaped still cannot steer the terminal.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '\\' {
+            out.push(c);
+        } else {
+            push_escaped(&mut out, c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Raw guest bytes as safe text: valid UTF-8 is kept (escaped as by [`escape`]), every byte
 /// that is not part of valid UTF-8 is written `\xNN`.
 pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
@@ -74,6 +93,21 @@ fn push_escaped(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_escaped_once() {
+        let name = "evil\x1b[2Jname";
+        let message = format!("module {} is bad", escape(name));
+        assert_eq!(message, "module evil\\x1b[2Jname is bad");
+        // The terminal guard keeps the escaped part as it is...
+        assert_eq!(escape_controls(&message), message);
+        // ...and still neutralises what was not escaped.
+        assert_eq!(
+            escape_controls("raw \x1b here \\ stays"),
+            "raw \\x1b here \\ stays"
+        );
+        assert!(!escape_controls("a\u{202e}b").contains('\u{202e}'));
+    }
 
     #[test]
     fn plain_names_are_borrowed() {

@@ -8,7 +8,11 @@
 # the Rust test to check.  It asserts nothing itself; it only says "E2E ..."
 # progress lines and keeps every wait bounded.
 #
-#   dom0-scenario.sh VMARK KERNEL RAMDISK TYPE...     (TYPE: pv, pvh, pvh-dump)
+#   dom0-scenario.sh VMARK KERNEL RAMDISK TYPE...
+#
+# TYPE: pv, pvh, pvh-dump, or pv-other: a PV guest running another kernel than
+# dom0's, whose image and ramdisk the test put in $VMARK_E2E_W/other/ (vmlinuz,
+# guest.cpio.gz: the helper and marks_demo built against that kernel).
 set -u
 VMARK=$1 KERNEL=$2 RAMDISK=$3
 shift 3
@@ -154,16 +158,20 @@ watch_stop() {
 }
 
 create() {
-	local name=$1 type=$2 dom
+	local name=$1 type=$2 kernel=$KERNEL ramdisk=$RAMDISK memory=160
+	if [ "$type" = pv-other ]; then
+		type=pv kernel=$VMARK_E2E_W/other/vmlinuz ramdisk=$VMARK_E2E_W/other/guest.cpio.gz
+		memory=256
+	fi
 	mkdir -p "$OUT/$name"
 	echo "$type" > "$OUT/$name/type"
 	cat > "/tmp/$name.cfg" <<CFG
 name = "$name"
 type = "$type"
-kernel = "$KERNEL"
-ramdisk = "$RAMDISK"
+kernel = "$kernel"
+ramdisk = "$ramdisk"
 extra = "console=hvc0 quiet loglevel=4"
-memory = 160
+memory = $memory
 vcpus = 1
 # Under QEMU's TCG the TSC is not invariant, so Xen would trap every rdtsc of
 # an HVM/PVH guest (tens of µs each here); real hosts run it natively.
@@ -306,6 +314,31 @@ introspection() {
 	fi
 }
 
+# other_kernel GUEST: a guest running another kernel than dom0's (TYPE
+# pv-other): its release, list and read, triggers under watch --on-trigger,
+# and the process and module lists live and from xl dump-core.
+other_kernel() {
+	local G=$1 d=$OUT/$1
+	say "$G: another kernel: list, read, watch, lists"
+	g "$G" 'echo "VMARK-UNAME X $(uname -r)"'
+	grab "$G" UNAME X
+	"$VMARK" list "$G" --json > "$d/list.json" 2> "$d/list.err"
+	g "$G" "values A"; grab "$G" VAL A
+	reads "$G" A
+	watch_start "$G" watch1
+	g "$G" "status S0"; grab "$G" STATUS S0
+	g "$G" "bursts 10 3 0.3"
+	g "$G" "status S1"; grab "$G" STATUS S1
+	wait_folded "/tmp/$G-watch1.jsonl" 30 30
+	watch_stop "$G" watch1
+	# A timer watch as CSV, with a derived column; it ends by itself after 5 samples.
+	timeout 60 "$VMARK" watch "$G" counter --every 100ms --count 5 --format csv \
+		--fields 'counter,twice=counter*2:n' > "$d/csv.txt" 2> "$d/csv.err"
+	echo $? > "$d/csv.rc"
+	g "$G" "values Z"; grab "$G" VAL Z
+	introspection "$G" dump
+}
+
 # faults GUEST: what a hostile guest or a failing host does to a running watch
 # (issue 8).  Ends with the guest destroyed mid-watch: run it last.
 faults() {
@@ -408,6 +441,8 @@ for G in $up; do
 		g "$G" "values Z"
 		grab "$G" VAL Z
 		introspection "$G" dump
+	elif [ "$G" = vm-pv-other ]; then
+		other_kernel "$G"
 	else
 		scenario "$G"
 		[ "$(cat "$OUT/$G/type")" = pv ] && faults "$G"

@@ -1,0 +1,499 @@
+//! Derived fields: small arithmetic expressions over a sample's fields, so that `plot` and
+//! `watch --fields` show what the kernel means rather than how it stores it.
+//!
+//! A spec is `[LABEL=]EXPR[:UNIT]`:
+//!
+//! ```text
+//! snd_cwnd                        a field, as before
+//! srtt_ms=(srtt_us>>3)/1000:ms    the smoothed RTT in milliseconds (the kernel keeps 8×µs)
+//! in_flight=snd_nxt-snd_una:B     bytes sent and not yet acknowledged
+//! ```
+//!
+//! Fields are paths into the value (`icsk.icsk_rto`, `demo_hist[3]`). Operators are C's,
+//! with C's precedence: unary `-` `~`, `*` `/` `%`, `+` `-`, `<<` `>>`, `&`, `^`, `|`, and
+//! parentheses. Integers stay exact (128-bit, overflow is an error) except that `/` gives
+//! a fraction when the division is not exact; `%`, shifts and the bitwise operators need
+//! integers. Literals: decimal, `0x` hex, and decimals with a point.
+
+use std::fmt;
+
+/// Longest spec accepted (a user's, not a guest's; still bounded).
+const MAX_SPEC: usize = 1024;
+/// Deepest nesting of parentheses and unary operators.
+const MAX_DEPTH: usize = 64;
+
+/// A number an expression computes with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    /// Exact integer.
+    Int(i128),
+    /// Floating point.
+    Float(f64),
+}
+
+impl Num {
+    /// As `f64` (for plotting).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+}
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Num::Int(i) => write!(f, "{i}"),
+            Num::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// A spec that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field expression {spec:?}: {reason} (at byte {at})")]
+pub struct ExprError {
+    /// The spec.
+    pub spec: String,
+    /// What is wrong.
+    pub reason: String,
+    /// Where.
+    pub at: usize,
+}
+
+/// An expression that cannot be computed for a sample.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// A field the expression reads has no numeric value in this sample.
+    #[error("field {0} has no numeric value")]
+    Missing(String),
+    /// Integer overflow, division by zero, a shift out of range, a bitwise operator on a
+    /// fraction.
+    #[error("{0}")]
+    Arithmetic(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Mul,
+    Div,
+    Rem,
+    Add,
+    Sub,
+    Shl,
+    Shr,
+    And,
+    Xor,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Field(usize),
+    Lit(Num),
+    Neg(Box<Node>),
+    Not(Box<Node>),
+    Bin(Op, Box<Node>, Box<Node>),
+}
+
+/// A parsed spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldExpr {
+    /// The name it is shown under: the LABEL, else the expression as written.
+    pub label: String,
+    /// The UNIT, if given.
+    pub unit: Option<String>,
+    /// The field paths it reads, in order of first use.
+    pub fields: Vec<String>,
+    node: Node,
+}
+
+impl FieldExpr {
+    /// Parses `[LABEL=]EXPR[:UNIT]`.
+    pub fn parse(spec: &str) -> Result<Self, ExprError> {
+        let err = |reason: &str, at: usize| ExprError {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+            at,
+        };
+        if spec.len() > MAX_SPEC {
+            return Err(err(&format!("longer than {MAX_SPEC} bytes"), MAX_SPEC));
+        }
+        let (label, rest, offset) = match spec.split_once('=') {
+            Some((l, r)) if is_label(l) => (Some(l.to_string()), r, l.len() + 1),
+            Some((l, _)) => return Err(err("the label before `=` is not a name", l.len())),
+            None => (None, spec, 0),
+        };
+        let (body, unit) = match rest.rsplit_once(':') {
+            Some((b, u)) if !u.trim().is_empty() => (b, Some(u.trim().to_string())),
+            Some((b, _)) => return Err(err("empty unit after `:`", offset + b.len())),
+            None => (rest, None),
+        };
+        let mut p = Parser {
+            src: body.as_bytes(),
+            pos: 0,
+            offset,
+            fields: Vec::new(),
+            depth: 0,
+        };
+        let node = p.expr(0).map_err(|(r, at)| err(&r, at))?;
+        p.skip_ws();
+        if p.pos != p.src.len() {
+            return Err(err("unexpected text", offset + p.pos));
+        }
+        Ok(FieldExpr {
+            label: label.unwrap_or_else(|| body.trim().to_string()),
+            unit,
+            fields: p.fields,
+            node,
+        })
+    }
+
+    /// The field path when the spec is a bare field (no operator, label or unit).
+    pub fn as_field(&self) -> Option<&str> {
+        match (&self.node, &self.unit) {
+            (Node::Field(0), None) if self.label == self.fields[0] => Some(&self.fields[0]),
+            _ => None,
+        }
+    }
+
+    /// The label with its unit, for a column header or a plot caption: `srtt_ms (ms)`.
+    pub fn title(&self) -> String {
+        match &self.unit {
+            Some(u) => format!("{} ({u})", self.label),
+            None => self.label.clone(),
+        }
+    }
+
+    /// Computes the expression; `field(i)` gives the value of [`FieldExpr::fields`]`[i]`.
+    pub fn eval(&self, field: &dyn Fn(usize) -> Option<Num>) -> Result<Num, EvalError> {
+        eval(&self.node, &self.fields, field)
+    }
+}
+
+fn is_label(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn eval(
+    n: &Node,
+    names: &[String],
+    field: &dyn Fn(usize) -> Option<Num>,
+) -> Result<Num, EvalError> {
+    let arith = |m: &str| EvalError::Arithmetic(m.to_string());
+    Ok(match n {
+        Node::Field(i) => field(*i).ok_or_else(|| EvalError::Missing(names[*i].clone()))?,
+        Node::Lit(v) => *v,
+        Node::Neg(a) => match eval(a, names, field)? {
+            Num::Int(i) => Num::Int(i.checked_neg().ok_or_else(|| arith("overflow"))?),
+            Num::Float(f) => Num::Float(-f),
+        },
+        Node::Not(a) => match eval(a, names, field)? {
+            Num::Int(i) => Num::Int(!i),
+            Num::Float(_) => return Err(arith("~ of a fraction")),
+        },
+        Node::Bin(op, a, b) => binary(*op, eval(a, names, field)?, eval(b, names, field)?)?,
+    })
+}
+
+fn binary(op: Op, a: Num, b: Num) -> Result<Num, EvalError> {
+    let arith = |m: &str| EvalError::Arithmetic(m.to_string());
+    let overflow = || arith("integer overflow");
+    if let (Num::Int(x), Num::Int(y)) = (a, b) {
+        return Ok(match op {
+            Op::Add => Num::Int(x.checked_add(y).ok_or_else(overflow)?),
+            Op::Sub => Num::Int(x.checked_sub(y).ok_or_else(overflow)?),
+            Op::Mul => Num::Int(x.checked_mul(y).ok_or_else(overflow)?),
+            Op::Div if y == 0 => return Err(arith("division by zero")),
+            Op::Div if x % y == 0 => Num::Int(x / y),
+            Op::Div => Num::Float(x as f64 / y as f64),
+            Op::Rem if y == 0 => return Err(arith("division by zero")),
+            Op::Rem => Num::Int(x % y),
+            Op::Shl | Op::Shr if !(0..128).contains(&y) => {
+                return Err(arith("shift out of range (0..127)"))
+            }
+            Op::Shl => Num::Int(x.checked_shl(y as u32).ok_or_else(overflow)?),
+            Op::Shr => Num::Int(x >> y),
+            Op::And => Num::Int(x & y),
+            Op::Xor => Num::Int(x ^ y),
+            Op::Or => Num::Int(x | y),
+        });
+    }
+    let (x, y) = (a.as_f64(), b.as_f64());
+    Ok(Num::Float(match op {
+        Op::Add => x + y,
+        Op::Sub => x - y,
+        Op::Mul => x * y,
+        Op::Div if y == 0.0 => return Err(arith("division by zero")),
+        Op::Div => x / y,
+        _ => return Err(arith("%, shifts and bitwise operators need integers")),
+    }))
+}
+
+/// Binding power of a binary operator (C's precedence; higher binds tighter).
+fn power(op: Op) -> u8 {
+    match op {
+        Op::Mul | Op::Div | Op::Rem => 6,
+        Op::Add | Op::Sub => 5,
+        Op::Shl | Op::Shr => 4,
+        Op::And => 3,
+        Op::Xor => 2,
+        Op::Or => 1,
+    }
+}
+
+struct Parser<'a> {
+    src: &'a [u8],
+    pos: usize,
+    /// Where `src` starts in the spec, for error positions.
+    offset: usize,
+    fields: Vec<String>,
+    depth: usize,
+}
+
+type PResult<T> = Result<T, (String, usize)>;
+
+impl Parser<'_> {
+    fn fail<T>(&self, reason: &str) -> PResult<T> {
+        Err((reason.to_string(), self.offset + self.pos))
+    }
+
+    fn skip_ws(&mut self) {
+        while self.src.get(self.pos).is_some_and(u8::is_ascii_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek_op(&mut self) -> Option<(Op, usize)> {
+        self.skip_ws();
+        let rest = &self.src[self.pos..];
+        let two = |s: &[u8]| rest.starts_with(s);
+        Some(if two(b"<<") {
+            (Op::Shl, 2)
+        } else if two(b">>") {
+            (Op::Shr, 2)
+        } else {
+            let op = match rest.first()? {
+                b'*' => Op::Mul,
+                b'/' => Op::Div,
+                b'%' => Op::Rem,
+                b'+' => Op::Add,
+                b'-' => Op::Sub,
+                b'&' => Op::And,
+                b'^' => Op::Xor,
+                b'|' => Op::Or,
+                _ => return None,
+            };
+            (op, 1)
+        })
+    }
+
+    /// Precedence climbing: operands joined by operators binding tighter than `min`.
+    fn expr(&mut self, min: u8) -> PResult<Node> {
+        let mut lhs = self.unary()?;
+        while let Some((op, len)) = self.peek_op() {
+            if power(op) <= min {
+                break;
+            }
+            self.pos += len;
+            let rhs = self.expr(power(op))?;
+            lhs = Node::Bin(op, Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn unary(&mut self) -> PResult<Node> {
+        self.skip_ws();
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.fail(&format!("nested deeper than {MAX_DEPTH}"));
+        }
+        let node = match self.src.get(self.pos) {
+            Some(b'-') => {
+                self.pos += 1;
+                Node::Neg(Box::new(self.unary()?))
+            }
+            Some(b'~') => {
+                self.pos += 1;
+                Node::Not(Box::new(self.unary()?))
+            }
+            Some(b'(') => {
+                self.pos += 1;
+                let inner = self.expr(0)?;
+                self.skip_ws();
+                if self.src.get(self.pos) != Some(&b')') {
+                    return self.fail("`)` expected");
+                }
+                self.pos += 1;
+                inner
+            }
+            Some(c) if c.is_ascii_digit() => self.number()?,
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => self.field()?,
+            Some(_) => return self.fail("a field, a number or `(` expected"),
+            None => return self.fail("the expression ends early"),
+        };
+        self.depth -= 1;
+        Ok(node)
+    }
+
+    fn number(&mut self) -> PResult<Node> {
+        let start = self.pos;
+        while self
+            .src
+            .get(self.pos)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
+        {
+            self.pos += 1;
+        }
+        let text = std::str::from_utf8(&self.src[start..self.pos]).unwrap_or("");
+        let value = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            i128::from_str_radix(hex, 16).ok().map(Num::Int)
+        } else if text.contains('.') {
+            text.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Num::Float)
+        } else {
+            text.parse::<i128>().ok().map(Num::Int)
+        };
+        match value {
+            Some(v) => Ok(Node::Lit(v)),
+            None => Err((format!("bad number {text:?}"), self.offset + start)),
+        }
+    }
+
+    fn field(&mut self) -> PResult<Node> {
+        let start = self.pos;
+        while let Some(&c) = self.src.get(self.pos) {
+            if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
+                self.pos += 1;
+            } else if c == b'[' {
+                let close = self.src[self.pos..].iter().position(|&b| b == b']');
+                let Some(close) = close else {
+                    return self.fail("`]` expected");
+                };
+                let index = &self.src[self.pos + 1..self.pos + close];
+                if index.is_empty() || !index.iter().all(u8::is_ascii_digit) {
+                    return self.fail("an index is a number");
+                }
+                self.pos += close + 1;
+            } else {
+                break;
+            }
+        }
+        let path = std::str::from_utf8(&self.src[start..self.pos])
+            .unwrap_or("")
+            .to_string();
+        if path.ends_with('.') || path.contains("..") {
+            return Err((format!("bad field path {path:?}"), self.offset + start));
+        }
+        let i = match self.fields.iter().position(|f| *f == path) {
+            Some(i) => i,
+            None => {
+                self.fields.push(path);
+                self.fields.len() - 1
+            }
+        };
+        Ok(Node::Field(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval_with(spec: &str, values: &[(&str, Num)]) -> Result<Num, EvalError> {
+        let e = FieldExpr::parse(spec).unwrap();
+        e.eval(&|i| {
+            values
+                .iter()
+                .find(|(n, _)| *n == e.fields[i])
+                .map(|(_, v)| *v)
+        })
+    }
+
+    #[test]
+    fn fields_and_labels() {
+        let e = FieldExpr::parse("snd_cwnd").unwrap();
+        assert_eq!(e.as_field(), Some("snd_cwnd"));
+        assert_eq!(e.title(), "snd_cwnd");
+        let e = FieldExpr::parse("srtt_ms=(srtt_us>>3)/1000:ms").unwrap();
+        assert_eq!(e.as_field(), None);
+        assert_eq!(
+            (e.label.as_str(), e.unit.as_deref()),
+            ("srtt_ms", Some("ms"))
+        );
+        assert_eq!(e.title(), "srtt_ms (ms)");
+        assert_eq!(e.fields, ["srtt_us"]);
+        let e = FieldExpr::parse("icsk.icsk_rto + demo_hist[3] - icsk.icsk_rto").unwrap();
+        assert_eq!(e.fields, ["icsk.icsk_rto", "demo_hist[3]"]);
+        assert_eq!(e.label, "icsk.icsk_rto + demo_hist[3] - icsk.icsk_rto");
+    }
+
+    #[test]
+    fn c_precedence_and_exact_integers() {
+        let v = [
+            ("a", Num::Int(100)),
+            ("b", Num::Int(7)),
+            ("x", Num::Float(0.5)),
+        ];
+        let cases: &[(&str, Num)] = &[
+            ("a-b", Num::Int(93)),
+            ("a-b-b", Num::Int(86)),
+            ("a+b*2", Num::Int(114)),
+            ("(a+b)*2", Num::Int(214)),
+            ("a>>1+1", Num::Int(25)),
+            ("a/4", Num::Int(25)),
+            ("a/8", Num::Float(12.5)),
+            ("a%b", Num::Int(2)),
+            ("a&0xf|1", Num::Int(5)),
+            ("a^a", Num::Int(0)),
+            ("-a+~0", Num::Int(-101)),
+            ("a*x", Num::Float(50.0)),
+            ("1.5*2", Num::Float(3.0)),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(eval_with(spec, &v).unwrap(), *want, "{spec}");
+        }
+        // The kernel's 8×µs smoothed RTT in milliseconds.
+        let rtt = eval_with("(srtt_us>>3)/1000", &[("srtt_us", Num::Int(8 * 1500))]);
+        assert_eq!(rtt.unwrap(), Num::Float(1.5));
+    }
+
+    #[test]
+    fn errors_are_clear_not_panics() {
+        for bad in [
+            "", "a+", "(a", "a)", "1..2", "a[", "a[x]", "a.", "=a", "9x=a", "a:", "a b", "#",
+            "0xZZ", "a..b",
+        ] {
+            assert!(FieldExpr::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let deep = format!("{}a{}", "(".repeat(200), ")".repeat(200));
+        let e = FieldExpr::parse(&deep).unwrap_err();
+        assert!(e.reason.contains("deeper"), "{e}");
+        assert!(FieldExpr::parse(&"a+".repeat(600)).is_err());
+        let v = [
+            ("a", Num::Int(i128::MAX)),
+            ("z", Num::Int(0)),
+            ("f", Num::Float(1.5)),
+        ];
+        for (spec, want) in [
+            ("a+1", "overflow"),
+            ("a/z", "division by zero"),
+            ("1<<200", "shift"),
+            ("f>>1", "integers"),
+            ("~f", "fraction"),
+        ] {
+            let e = eval_with(spec, &v).unwrap_err().to_string();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+        assert_eq!(
+            eval_with("missing*2", &v),
+            Err(EvalError::Missing("missing".into()))
+        );
+    }
+}
