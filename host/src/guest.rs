@@ -1510,34 +1510,32 @@ mod tests {
 
     #[test]
     fn a_withdrawn_mark_comes_back_and_a_reloaded_helper_is_seen() {
-        use crate::watch::{apply_refresh, binding_after, Binding, Bound, Watched};
+        use crate::watch::{apply_refresh, binding_after, Binding, Bound, HelperEpoch, Watched};
         let (s, m) = guest();
         let s = SharedStore::from(s);
         let mut r = refresher(&s, m);
         let mut watched = BTreeMap::new();
         let first = r.refresh();
+        let mut helpers = HelperEpoch::default();
+        helpers.observe(&first.helper);
         let bound = first.helper.as_ref().ok().map(|i| Bound {
             port: i.event_channel.unwrap(),
             gref: i.control_gref,
             generation: i.generation,
         });
+        let mut last = BTreeMap::new();
         for (k, u) in first.marks {
             let MarkUpdate::Opened(m) = u else { panic!() };
-            watched.insert(
-                k,
-                Watched {
-                    open: Some(*m),
-                    fields: vec![],
-                },
-            );
+            // Each mark's trigger counter was last seen at 7.
+            last.insert(format!("{}/{}", m.module, m.mark.name), 7);
+            watched.insert(k, Watched::new(*m, vec![]));
         }
-        let mut last = BTreeMap::new();
         // The helper unloads: the whole tree goes.
         let saved = s.map.lock().unwrap().clone();
         s.remove_prefix(&root(5));
         let gone = r.refresh();
         assert_eq!(binding_after(bound, &gone.helper, true), Binding::Release);
-        let notes = apply_refresh(&mut watched, gone, &[], &mut last);
+        let notes = apply_refresh(&mut watched, gone, &[], &mut last, &mut helpers);
         assert_eq!(notes.len(), 2);
         assert!(notes.iter().all(|n| n.0 == "withdrawn"));
         assert!(watched.values().all(|w| w.open.is_none()));
@@ -1553,9 +1551,30 @@ mod tests {
             binding_after(bound, &back.helper, true),
             Binding::Bind(Bound { generation: 1, .. })
         ));
-        let notes = apply_refresh(&mut watched, back, &[], &mut last);
+        let notes = apply_refresh(&mut watched, back, &[], &mut last, &mut helpers);
         assert!(notes.iter().all(|n| n.0 == "back"), "{notes:?}");
         assert!(watched.values().all(|w| w.open.is_some()));
+        // Back through another helper instance: the module may be the same one, whose
+        // counter went on, so the baseline stays.
+        assert!(last.values().all(|&b| b == 7), "{last:?}");
+        // The same helper withdraws the marks (their module unloads) and publishes them
+        // again (the module is loaded again): a new instance, counting from 0.
+        let saved = s.map.lock().unwrap().clone();
+        let modules = format!("{}/modules", root(5));
+        s.remove_prefix(&modules);
+        s.set(&format!("{}/generation", root(5)), "2");
+        let unloaded = r.refresh();
+        let notes = apply_refresh(&mut watched, unloaded, &[], &mut last, &mut helpers);
+        assert!(notes.iter().all(|n| n.0 == "withdrawn"), "{notes:?}");
+        *s.map.lock().unwrap() = saved;
+        s.set(&format!("{}/generation", root(5)), "3");
+        let loaded = r.refresh();
+        let notes = apply_refresh(&mut watched, loaded, &[], &mut last, &mut helpers);
+        assert!(
+            !notes.is_empty() && notes.iter().all(|n| n.0 == "back"),
+            "{notes:?}"
+        );
+        assert!(last.values().all(|&b| b == 0), "{last:?}");
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::guest::{
 use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
 use crate::watch::{
     apply_refresh, binding_after, resolve_fields, BackendError, Binding, Bound, EndReason,
-    PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch, Subscribe, Watched,
+    HelperEpoch, PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch, Subscribe,
+    Watched,
 };
 use crate::xen::{
     self, ControlPage, DomainMapper, EventChannel, ForeignMemory, XenControl, XenStore,
@@ -585,6 +586,9 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
     let mapper: Arc<dyn FrameMapper> = Arc::new(g.mapper.clone());
     let mut refresher = Refresher::new(Box::new(XenStore::open()?), mapper, domid, specs);
     let first = refresher.refresh();
+    // The helper instance that published what is watched now is instance 0.
+    let mut helpers = HelperEpoch::default();
+    helpers.observe(&first.helper);
     let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
     for (spec, update) in first.marks {
         let m = match update {
@@ -593,13 +597,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
             MarkUpdate::Unchanged => return Err(GuestError::NoSuchMark(spec).into()),
         };
         let fields = resolve_fields(&m, &opts.fields)?;
-        watched.insert(
-            spec,
-            Watched {
-                open: Some(m),
-                fields,
-            },
-        );
+        watched.insert(spec, Watched::new(m, fields));
     }
     let mut s = Session {
         opts,
@@ -855,8 +853,13 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
                         }
                     }
                 }
-                let notes =
-                    apply_refresh(&mut s.watched, refresh, &opts.fields, &mut s.last_triggers);
+                let notes = apply_refresh(
+                    &mut s.watched,
+                    refresh,
+                    &opts.fields,
+                    &mut s.last_triggers,
+                    &mut helpers,
+                );
                 for (kind, spec, detail) in notes {
                     s.note(kind, &spec, &detail)?;
                 }

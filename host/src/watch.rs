@@ -319,6 +319,61 @@ pub struct Watched {
     pub open: Option<OpenMark>,
     /// `--fields` columns resolved against its type.
     pub fields: Vec<Column>,
+    /// The helper instance ([`HelperEpoch`]) that last published or withdrew it.
+    pub epoch: u64,
+}
+
+impl Watched {
+    /// An open mark with its columns, published by helper instance 0.
+    pub fn new(open: OpenMark, fields: Vec<Column>) -> Self {
+        Watched {
+            open: Some(open),
+            fields,
+            epoch: 0,
+        }
+    }
+}
+
+/// Numbers the helper instances a watch sees: a new one when the helper is gone, offers
+/// another event channel or control page, or its generation goes backwards (a reloaded
+/// helper counts from 0 again). A mark that one helper instance withdraws and publishes
+/// again (or republishes at another place) is a new instance of its module, whose trigger
+/// counter started from 0; one that comes back through another helper instance may be the
+/// same module instance, whose counter went on.
+#[derive(Debug, Default, Clone)]
+pub struct HelperEpoch {
+    epoch: u64,
+    /// Port, grant and generation last read.
+    last: Option<(Option<u32>, Option<u32>, u64)>,
+    /// The helper was not there at the last read (its absence is an epoch of its own).
+    absent: bool,
+}
+
+impl HelperEpoch {
+    /// Takes in what a refresh read of the helper; returns the current instance number.
+    pub fn observe(&mut self, helper: &Result<crate::guest::HelperInfo, GuestError>) -> u64 {
+        match helper {
+            Ok(h) => {
+                let now = (h.event_channel, h.control_gref, h.generation);
+                let changed = self.last.is_some_and(|(port, gref, generation)| {
+                    port != now.0 || gref != now.1 || now.2 < generation
+                });
+                if self.absent || changed {
+                    self.epoch += 1;
+                }
+                self.absent = false;
+                self.last = Some(now);
+            }
+            Err(_) => {
+                if !self.absent {
+                    self.epoch += 1;
+                    self.absent = true;
+                }
+                self.last = None;
+            }
+        }
+        self.epoch
+    }
 }
 
 /// A change a refresh made to the watched marks: (event kind, spec, detail), for the
@@ -340,14 +395,19 @@ pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<Column>, Gu
 /// Applies a refresh to the watched marks: withdrawn marks are dropped (their mappings
 /// released), marks that came back or moved are replaced by their new mapping. Returns what
 /// changed. `last_triggers` gets a baseline for a mark that comes back, so the triggers it
-/// fired meanwhile are counted (a reloaded module's counter restarts from 0).
+/// fired meanwhile are counted: 0 when the same helper instance withdrew it or moved it (a
+/// reloaded module's counter starts from 0, whatever it reads by the next sample), the old
+/// baseline when the helper changed meanwhile (the module may be the same instance; a
+/// counter that went backwards is still taken as a new one).
 pub fn apply_refresh(
     watched: &mut BTreeMap<String, Watched>,
     refresh: Refresh,
     fields: &[String],
     last_triggers: &mut BTreeMap<String, u64>,
+    helpers: &mut HelperEpoch,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
+    let epoch = helpers.observe(&refresh.helper);
     for (spec, update) in refresh.marks {
         let Some(w) = watched.get_mut(&spec) else {
             continue;
@@ -356,6 +416,7 @@ pub fn apply_refresh(
             MarkUpdate::Unchanged => {}
             MarkUpdate::Gone(e) => {
                 if w.open.take().is_some() {
+                    w.epoch = epoch;
                     notes.push((
                         "withdrawn",
                         spec,
@@ -374,11 +435,15 @@ pub fn apply_refresh(
                     }
                 };
                 let kind = if w.open.is_some() { "moved" } else { "back" };
-                last_triggers
-                    .entry(format!("{}/{}", m.module, m.mark.name))
-                    .or_insert(0);
+                let key = format!("{}/{}", m.module, m.mark.name);
+                if w.epoch == epoch {
+                    last_triggers.insert(key, 0);
+                } else {
+                    last_triggers.entry(key).or_insert(0);
+                }
                 w.open = Some(*m);
                 w.fields = fresh;
+                w.epoch = epoch;
                 let detail = if kind == "back" {
                     "the mark is published again"
                 } else {
