@@ -980,7 +980,11 @@ fn check_other_kernel(out: &Path, w: &Path, fail: &mut Vec<String>) -> Vec<Strin
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let derived_ok = rows.iter().all(|r| {
         let n = r.len();
-        n >= 2 && r[n - 2].parse::<u64>().ok().map(|c| c * 2) == r[n - 1].parse::<u64>().ok()
+        n >= 2
+            && matches!(
+                (r[n - 2].parse::<u64>(), r[n - 1].parse::<u64>()),
+                (Ok(c), Ok(t)) if c * 2 == t
+            )
     });
     if !header_ok || rows.len() != 5 || !derived_ok || rc(&d.join("csv.rc")) != Some(0) {
         bad(format!(

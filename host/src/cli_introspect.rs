@@ -332,18 +332,24 @@ impl Target {
                 k.set_btf(Arc::new(types));
                 files::check_types(&k, &path.display().to_string())?;
             }
-            None if self.files.vmlinux.is_some() => {
-                // A vmlinux without .BTF: the guest's own BTF, or say why there is none.
-                k.load_btf().map_err(|e| match e {
-                    KernelError::NoKernelBtf | KernelError::KernelBtf { .. } => CliError::Usage(
-                        format!("{e}. (The --vmlinux file has neither a .BTF section nor DWARF.)"),
-                    ),
-                    other => other.into(),
-                })?;
-            }
-            None => {
-                k.load_btf()?;
-            }
+            // The guest's own BTF; without that, a --vmlinux's DWARF (read only now: a -dbg
+            // vmlinux's is large).
+            None => match (&self.files.vmlinux, k.load_btf()) {
+                (_, Ok(_)) => {}
+                (
+                    Some(path),
+                    Err(e @ (KernelError::NoKernelBtf | KernelError::KernelBtf { .. })),
+                ) => {
+                    let types = files::dwarf_types(path).map_err(|d| {
+                        CliError::Usage(format!(
+                            "{e}. (The --vmlinux file has no .BTF section, and its DWARF: {d})"
+                        ))
+                    })?;
+                    k.set_btf(Arc::new(types));
+                    files::check_types(&k, &path.display().to_string())?;
+                }
+                (_, Err(e)) => return Err(e.into()),
+            },
         }
         Ok(k)
     }
@@ -1344,6 +1350,7 @@ mod tests {
                 name: evil.into(),
                 base: 2,
                 size: 3,
+                regions: vec![(2, 3)],
             })],
             end: None,
         };

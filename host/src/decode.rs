@@ -1162,6 +1162,12 @@ impl FieldPath {
         read_scalar(bytes, self.offset, self.scalar, self.bits)
     }
 
+    /// The same field, under another name (as the user wrote it).
+    pub fn named(mut self, path: &str) -> Self {
+        self.path = path.to_string();
+        self
+    }
+
     /// Byte offset of the leaf in its mark (for bitfields, of the enclosing storage).
     pub fn offset(&self) -> u64 {
         self.offset

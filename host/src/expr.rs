@@ -209,14 +209,21 @@ fn binary(op: Op, a: Num, b: Num) -> Result<Num, EvalError> {
             Op::Sub => Num::Int(x.checked_sub(y).ok_or_else(overflow)?),
             Op::Mul => Num::Int(x.checked_mul(y).ok_or_else(overflow)?),
             Op::Div if y == 0 => return Err(arith("division by zero")),
-            Op::Div if x % y == 0 => Num::Int(x / y),
-            Op::Div => Num::Float(x as f64 / y as f64),
+            Op::Div => match (x.checked_rem(y), x.checked_div(y)) {
+                (Some(0), Some(q)) => Num::Int(q),
+                (Some(_), _) => Num::Float(x as f64 / y as f64),
+                _ => return Err(overflow()),
+            },
             Op::Rem if y == 0 => return Err(arith("division by zero")),
-            Op::Rem => Num::Int(x % y),
+            Op::Rem => Num::Int(x.checked_rem(y).ok_or_else(overflow)?),
             Op::Shl | Op::Shr if !(0..128).contains(&y) => {
                 return Err(arith("shift out of range (0..127)"))
             }
-            Op::Shl => Num::Int(x.checked_shl(y as u32).ok_or_else(overflow)?),
+            // Bits shifted out (or into the sign) are an overflow, as for `*`.
+            Op::Shl => match x.checked_shl(y as u32) {
+                Some(r) if r >> y == x => Num::Int(r),
+                _ => return Err(overflow()),
+            },
             Op::Shr => Num::Int(x >> y),
             Op::And => Num::Int(x & y),
             Op::Xor => Num::Int(x ^ y),
@@ -475,9 +482,12 @@ mod tests {
         let deep = format!("{}a{}", "(".repeat(200), ")".repeat(200));
         let e = FieldExpr::parse(&deep).unwrap_err();
         assert!(e.reason.contains("deeper"), "{e}");
+        // Long, but flat: parsed without deep recursion; past the length limit: refused.
+        assert!(FieldExpr::parse(&("a+".repeat(300) + "a")).is_ok());
         assert!(FieldExpr::parse(&"a+".repeat(600)).is_err());
         let v = [
             ("a", Num::Int(i128::MAX)),
+            ("m", Num::Int(i128::MIN)),
             ("z", Num::Int(0)),
             ("f", Num::Float(1.5)),
         ];
@@ -485,6 +495,10 @@ mod tests {
             ("a+1", "overflow"),
             ("a/z", "division by zero"),
             ("1<<200", "shift"),
+            ("1<<127", "overflow"),
+            ("3<<126", "overflow"),
+            ("m/-1", "overflow"),
+            ("m%-1", "overflow"),
             ("f>>1", "integers"),
             ("~f", "fraction"),
         ] {

@@ -1093,10 +1093,13 @@ impl Refresher {
         self.last = Some(info.clone());
         self.full_refreshes += 1;
         let mut modules: BTreeMap<String, Result<ListedModule, GuestError>> = BTreeMap::new();
+        // The domain's whole listing, read once per refresh for all bare specs (`mark`
+        // without its module), when there is one.
+        let mut listing: Option<Vec<ListedModule>> = None;
         let mut marks = BTreeMap::new();
         let specs = self.specs.clone();
         for spec in &specs {
-            let update = self.refresh_one(spec, &mut modules);
+            let update = self.refresh_one(spec, &mut modules, &mut listing);
             marks.insert(spec.spec.clone(), update);
         }
         self.cache.prune();
@@ -1121,10 +1124,11 @@ impl Refresher {
         &mut self,
         spec: &MarkSpec,
         modules: &mut BTreeMap<String, Result<ListedModule, GuestError>>,
+        listing: &mut Option<Vec<ListedModule>>,
     ) -> MarkUpdate {
         let module = match &spec.module {
             Some(m) => m.clone(),
-            None => match self.module_of(&spec.mark) {
+            None => match self.module_of(&spec.mark, listing) {
                 Ok(m) => m,
                 Err(e) => {
                     self.seen.remove(&spec.spec);
@@ -1176,16 +1180,26 @@ impl Refresher {
         }
     }
 
-    /// The one module that publishes a mark named `mark` (entries only, nothing mapped).
-    fn module_of(&self, mark: &str) -> Result<String, GuestError> {
-        let mut hits = list(self.store.as_ref(), self.domid)?
-            .into_iter()
+    /// The one module that publishes a mark named `mark` (entries only, nothing mapped),
+    /// from `listing`: the domain's listing, read on first use (a failed read is tried
+    /// again by the next spec).
+    fn module_of(
+        &self,
+        mark: &str,
+        listing: &mut Option<Vec<ListedModule>>,
+    ) -> Result<String, GuestError> {
+        let all = match listing {
+            Some(l) => l,
+            None => listing.insert(list(self.store.as_ref(), self.domid)?),
+        };
+        let mut hits = all
+            .iter()
             .filter(|m| {
                 m.marks
                     .iter()
                     .any(|l| l.entry.as_ref().is_ok_and(|e| e.name == mark))
             })
-            .map(|m| m.name);
+            .map(|m| m.name.clone());
         match (hits.next(), hits.next()) {
             (Some(m), None) => Ok(m),
             (Some(_), Some(_)) => Err(GuestError::Ambiguous(mark.to_string())),

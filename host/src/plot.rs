@@ -56,7 +56,9 @@ pub fn series(
                     .eval(&|i| number(json_field(&s.value, &expr.fields[i])?))
                     .ok()?
                     .as_f64();
-                Some(((s.t_ns - t0) as f64 / 1e9, y))
+                // An infinite result (a float overflowing) has no place on an axis.
+                y.is_finite()
+                    .then(|| ((s.t_ns.saturating_sub(t0)) as f64 / 1e9, y))
             })
             .collect();
         if pts.is_empty() {
@@ -128,7 +130,7 @@ pub fn plot_recording(
         };
         // Integer ticks: no more labels than integers in the range.
         let y_ticks = if integral {
-            ((y1 - y0).round() as usize + 1).clamp(2, 10)
+            ((y1 - y0).clamp(1.0, 9.0) as usize) + 1
         } else {
             10
         };

@@ -320,10 +320,11 @@ pub fn check_frame(frame: u64) -> Result<u64, PublishError> {
     }
 }
 
-/// Upper-half canonical addresses: where the kernel, its modules and vmalloc live.
-/// The upper half of a 64-bit address space, or the kernel part of a 32-bit one (i386:
-/// from `PAGE_OFFSET`, 1 GiB at the lowest with `CONFIG_VMSPLIT_1G`). The host does not know
-/// the guest's word size here; the frames behind an address are checked on their own.
+/// Where a kernel, its modules and vmalloc live: the upper half of a 64-bit address space,
+/// or the kernel part of a 32-bit one (i386: from `PAGE_OFFSET`, 1 GiB at the lowest with
+/// `CONFIG_VMSPLIT_1G`). The host does not know the guest's word size here, so for a 64-bit
+/// guest this also lets through its user range below 4 GiB: a sanity check, not a
+/// boundary; the frames behind an address are what is mapped, each checked on its own.
 fn is_kernel_address(a: u64) -> bool {
     a >= 0xffff_8000_0000_0000 || (0x4000_0000..=0xffff_ffff).contains(&a)
 }

@@ -446,17 +446,32 @@ pub struct Column {
 }
 
 impl Column {
-    /// Parses `spec` and resolves the fields it reads in type `ty`.
+    /// Parses `spec` and resolves the fields it reads in type `ty`, the type of the mark
+    /// named `mark`. A field path may start with the mark's own name (as `--path` may):
+    /// `counter` is the value of a scalar mark `counter`, `demo_hist[3]` an element of an
+    /// array mark `demo_hist`.
     pub fn resolve(
         types: &vmark_proto::TypeTable,
         ty: vmark_proto::TypeId,
+        mark: &str,
         spec: &str,
     ) -> Result<Column, DecodeError> {
         let expr = FieldExpr::parse(spec)?;
         let paths = expr
             .fields
             .iter()
-            .map(|f| FieldPath::resolve(types, ty, f))
+            .map(|f| {
+                FieldPath::resolve(types, ty, f).or_else(|e| {
+                    let rest = f
+                        .strip_prefix(mark)
+                        .filter(|r| r.is_empty() || r.starts_with('.') || r.starts_with('['));
+                    match rest {
+                        Some(r) => FieldPath::resolve(types, ty, r.trim_start_matches('.'))
+                            .map(|p| p.named(f)),
+                        None => Err(e),
+                    }
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Column { expr, paths })
     }
@@ -478,7 +493,11 @@ impl Column {
             Leaf::Bool(b) => Some(Num::Int(i128::from(b))),
             Leaf::Float(f) => Some(Num::Float(f)),
         });
-        value.map(|v| v.to_string()).unwrap_or_default()
+        match value {
+            Ok(Num::Float(f)) if !f.is_finite() => String::new(),
+            Ok(v) => v.to_string(),
+            Err(_) => String::new(),
+        }
     }
 }
 
@@ -718,28 +737,35 @@ mod tests {
             members: vec![m("srtt_us", 0), m("snd_una", 4)],
         });
         let bytes = [12000u32.to_le_bytes(), 100u32.to_le_bytes()].concat();
-        let plain = Column::resolve(&t, tp, "srtt_us").unwrap();
+        let plain = Column::resolve(&t, tp, "tp", "srtt_us").unwrap();
         assert_eq!(
             (plain.title(), plain.text(&bytes)),
             ("srtt_us".into(), "12000".into())
         );
-        let rtt = Column::resolve(&t, tp, "srtt_ms=(srtt_us>>3)/1000:ms").unwrap();
+        let rtt = Column::resolve(&t, tp, "tp", "srtt_ms=(srtt_us>>3)/1000:ms").unwrap();
         assert_eq!(
             (rtt.title(), rtt.text(&bytes)),
             ("srtt_ms (ms)".into(), "1.5".into())
         );
+        // The mark's own name may start a path.
+        let own = Column::resolve(&t, tp, "tp", "tp.snd_una").unwrap();
+        assert_eq!(own.text(&bytes), "100");
         // Division by zero in one sample: an empty cell, not an error for the watch.
-        let zero = Column::resolve(&t, tp, "srtt_us/(snd_una-100)").unwrap();
+        let zero = Column::resolve(&t, tp, "tp", "srtt_us/(snd_una-100)").unwrap();
         assert_eq!(zero.text(&bytes), "");
         assert!(matches!(
-            Column::resolve(&t, tp, "nope+1"),
+            Column::resolve(&t, tp, "tp", "nope+1"),
             Err(DecodeError::NoSuchField(..))
         ));
         assert!(matches!(
-            Column::resolve(&t, tp, "srtt_us+"),
+            Column::resolve(&t, tp, "tp", "srtt_us+"),
             Err(DecodeError::BadExpression(_))
         ));
         assert!(csv_header(&[plain, rtt]).ends_with(",srtt_us,srtt_ms (ms)"));
+        // A scalar mark's value is its own name.
+        let counter = Column::resolve(&t, u32t, "counter", "twice=counter*2").unwrap();
+        assert_eq!(counter.text(&bytes), "24000");
+        assert!(Column::resolve(&t, u32t, "counter", "other").is_err());
     }
 
     #[test]

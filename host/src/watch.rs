@@ -321,15 +321,23 @@ pub struct Watched {
     pub fields: Vec<Column>,
     /// The helper instance ([`HelperEpoch`]) that last published or withdrew it.
     pub epoch: u64,
+    /// It was withdrawn because it is no longer published (its module unloaded), not for a
+    /// passing error.
+    pub unpublished: bool,
+    /// Where its record was when last open: a record does not move while its module is
+    /// loaded.
+    pub record: Option<u64>,
 }
 
 impl Watched {
     /// An open mark with its columns, published by helper instance 0.
     pub fn new(open: OpenMark, fields: Vec<Column>) -> Self {
         Watched {
+            record: Some(open.entry.record_gva),
             open: Some(open),
             fields,
             epoch: 0,
+            unpublished: false,
         }
     }
 }
@@ -384,7 +392,7 @@ pub type Note = (&'static str, String, String);
 pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<Column>, GuestError> {
     fields
         .iter()
-        .map(|f| Column::resolve(&m.manifest.types, m.mark.ty, f))
+        .map(|f| Column::resolve(&m.manifest.types, m.mark.ty, &m.mark.name, f))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| GuestError::Decode {
             mark: m.mark.name.clone(),
@@ -395,10 +403,11 @@ pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<Column>, Gu
 /// Applies a refresh to the watched marks: withdrawn marks are dropped (their mappings
 /// released), marks that came back or moved are replaced by their new mapping. Returns what
 /// changed. `last_triggers` gets a baseline for a mark that comes back, so the triggers it
-/// fired meanwhile are counted: 0 when the same helper instance withdrew it or moved it (a
-/// reloaded module's counter starts from 0, whatever it reads by the next sample), the old
-/// baseline when the helper changed meanwhile (the module may be the same instance; a
-/// counter that went backwards is still taken as a new one).
+/// fired meanwhile are counted: 0 for a new instance of its module (its counter started
+/// from 0, whatever it reads by the next sample): the same helper instance unpublished it
+/// and published it again, or publishes its record at another address; else the old
+/// baseline (a passing error, or another helper instance that may serve the same module;
+/// a counter that went backwards is still taken as a new instance's).
 pub fn apply_refresh(
     watched: &mut BTreeMap<String, Watched>,
     refresh: Refresh,
@@ -417,6 +426,8 @@ pub fn apply_refresh(
             MarkUpdate::Gone(e) => {
                 if w.open.take().is_some() {
                     w.epoch = epoch;
+                    w.unpublished =
+                        matches!(e, GuestError::NoSuchMark(_) | GuestError::NotPublished(_));
                     notes.push((
                         "withdrawn",
                         spec,
@@ -429,6 +440,8 @@ pub fn apply_refresh(
                     Ok(f) => f,
                     Err(e) => {
                         if w.open.take().is_some() {
+                            w.epoch = epoch;
+                            w.unpublished = false;
                             notes.push(("withdrawn", spec, e.to_string()));
                         }
                         continue;
@@ -436,7 +449,9 @@ pub fn apply_refresh(
                 };
                 let kind = if w.open.is_some() { "moved" } else { "back" };
                 let key = format!("{}/{}", m.module, m.mark.name);
-                if w.epoch == epoch {
+                let record = m.entry.record_gva;
+                let new_instance = w.epoch == epoch && (w.unpublished || w.record != Some(record));
+                if new_instance {
                     last_triggers.insert(key, 0);
                 } else {
                     last_triggers.entry(key).or_insert(0);
@@ -444,6 +459,8 @@ pub fn apply_refresh(
                 w.open = Some(*m);
                 w.fields = fresh;
                 w.epoch = epoch;
+                w.unpublished = false;
+                w.record = Some(record);
                 let detail = if kind == "back" {
                     "the mark is published again"
                 } else {

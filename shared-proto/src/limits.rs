@@ -204,6 +204,9 @@ pub const KERNEL_MAX_DATA_SCAN_CANDIDATES: u64 = 1 << 22;
 pub const KERNEL_MAX_MODULE_SCAN_BYTES: u64 = 64 << 20;
 /// All modules' memory scanned so, in one search.
 pub const KERNEL_MAX_MODULE_SCAN_TOTAL: u64 = 512 << 20;
+/// Words with a record's or the manifest's magic examined in that search (each costs a
+/// read or two; a real module has one per mark and one manifest).
+pub const KERNEL_MAX_MODULE_SCAN_HITS: u64 = 1 << 16;
 /// Longest NUL-terminated string read by virtual address.
 pub const VMEM_MAX_CSTRING: usize = 4096;
 /// Most BTF type records accepted.

@@ -48,10 +48,13 @@ if [ -n "${VMARK_GUEST_INIT:-}" ]; then
 	g=$W/guest-root
 	rm -rf "$g" && mkdir -p "$g/bin" "$g/proc" "$g/sys" "$g/dev"
 	cp /bin/busybox "$g/bin/busybox"
-	case "${VMARK_GUEST_FILES:-}" in
-	*$'\n'*) while IFS= read -r f; do [ -z "$f" ] || cp "$f" "$g/"; done <<< "$VMARK_GUEST_FILES" ;;
-	*) for f in ${VMARK_GUEST_FILES:-}; do cp "$f" "$g/"; done ;;
-	esac
+	# One path a line; without a newline, one path (it may hold spaces) or paths
+	# separated by spaces.
+	if [[ "${VMARK_GUEST_FILES:-}" == *$'\n'* ]] || [ -e "${VMARK_GUEST_FILES:-/nonexistent}" ]; then
+		while IFS= read -r f; do [ -z "$f" ] || cp "$f" "$g/"; done <<< "$VMARK_GUEST_FILES"
+	else
+		for f in ${VMARK_GUEST_FILES:-}; do cp "$f" "$g/"; done
+	fi
 	cp "$VMARK_GUEST_INIT" "$g/init"
 	chmod +x "$g/init"
 	cpio_of "$g" "$W/guest.cpio.gz"

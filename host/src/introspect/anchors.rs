@@ -10,7 +10,8 @@
 //! - the `modules` head is a list node in that data whose `next` is the `list` of a
 //!   `struct module` that points to itself (`mkobj.mod`), and whose neighbours point back;
 //! - a module's vmark records and manifest carry magics and are checked as published ones
-//!   are; they lie in the module's own memory (`struct module`'s core area).
+//!   are; they lie in the module's own memory (`struct module`'s core area, or on 6.4+ its
+//!   `mem[]` regions).
 //!
 //! Every scan is bounded by vmark's budgets ([`vmark_proto::limits`]), not by the guest.
 
@@ -23,13 +24,14 @@ use vmark_proto::text::escape;
 const PAGE: u64 = 4096;
 
 /// Where the kernel's data starts: the end of its text (`_etext`, else the highest text
-/// symbol), page-aligned.
+/// symbol below the init text, which the linker puts after the data), page-aligned.
 fn data_start(kernel: &Kernel) -> Result<u64, KernelError> {
     let syms = kernel.symbols();
+    let init = syms.lookup("_sinittext").unwrap_or(u64::MAX);
     let end = syms.lookup("_etext").or_else(|| {
         syms.symbols()
             .iter()
-            .filter(|s| matches!(s.kind, 'T' | 't'))
+            .filter(|s| matches!(s.kind, 'T' | 't') && s.addr < init)
             .map(|s| s.addr)
             .max()
     });
@@ -140,7 +142,7 @@ pub(crate) fn find_init_task(kernel: &Kernel) -> Result<u64, KernelError> {
     let finder = memmem::Finder::new(b"swapper");
     let mut checked = 0u64;
     let mut over = false;
-    let found = scan_data(kernel, 16, &mut |va, bytes| {
+    let found = scan_data(kernel, b"swapper".len() - 1, &mut |va, bytes| {
         for hit in finder.find_iter(bytes) {
             checked += 1;
             if checked > limits::KERNEL_MAX_DATA_SCAN_CANDIDATES {
@@ -186,12 +188,12 @@ pub(crate) fn find_module_list(kernel: &Kernel) -> Result<u64, KernelError> {
     let o_list = kernel.offset(module_t, "module", "list")?;
     let o_self = kernel.offset(module_t, "module", "mkobj.mod")?;
     let word = kernel.pointer_size();
-    // The lowest kernel address: the kernel half of a 64-bit space, or the lowest
-    // PAGE_OFFSET an i386 kernel has (CONFIG_VMSPLIT_1G).
+    // Where a struct module can be: x86-64 puts modules (and the image) in the top 2 GiB;
+    // i386 puts them above PAGE_OFFSET (3, 2 or 1 GiB: the data's own top bits say which).
     let lowest: u64 = if word == 8 {
-        0xffff_8000_0000_0000
+        0xffff_ffff_8000_0000
     } else {
-        0x4000_0000
+        data_start(kernel)? & 0xc000_0000
     };
     let mut checked = 0u64;
     let mut over = false;
@@ -252,64 +254,86 @@ pub(crate) fn find_module_list(kernel: &Kernel) -> Result<u64, KernelError> {
     }
 }
 
+/// What one search for vmark's records may still scan ([`scan_module_marks`]): bytes of
+/// module memory, and magic hits examined (each costs a read or two).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ModuleScanBudget {
+    /// Bytes of module memory.
+    pub bytes: u64,
+    /// Words with a record's or the manifest's magic.
+    pub hits: u64,
+}
+
+impl Default for ModuleScanBudget {
+    fn default() -> Self {
+        ModuleScanBudget {
+            bytes: limits::KERNEL_MAX_MODULE_SCAN_TOTAL,
+            hits: limits::KERNEL_MAX_MODULE_SCAN_HITS,
+        }
+    }
+}
+
 /// vmark's records (`__vmark_rec_<name>`, their name read through the record) and manifest
-/// (`__vmark_manifest`) in `module`'s own memory, found by their magics: for modules whose
-/// kallsyms does not name them. A record is reported only with its ABI version and flags
-/// valid; everything else is checked when it is opened, as for published records.
-/// `budget` counts the bytes scanned across modules.
+/// (`__vmark_manifest`) in `module`'s own memory (each of its regions), found by their
+/// magics: for modules whose kallsyms does not name them. A record is reported only with
+/// its ABI version and flags valid; everything else is checked when it is opened, as for
+/// published records. `budget` counts across modules.
 pub(crate) fn scan_module_marks(
     kernel: &Kernel,
     module: &Module,
-    budget: &mut u64,
+    budget: &mut ModuleScanBudget,
 ) -> Result<Vec<ModuleSymbol>, KernelError> {
-    let size = module.size.min(limits::KERNEL_MAX_MODULE_SCAN_BYTES);
-    *budget = budget
-        .checked_sub(size)
-        .ok_or_else(|| KernelError::OverBudget {
-            what: format!(
-                "memory of all modules scanned for vmark records, at module {}",
-                escape(&module.name)
-            ),
-            limit: limits::KERNEL_MAX_MODULE_SCAN_TOTAL,
-            unit: "bytes",
-        })?;
+    let over = |limit: u64, unit: &'static str| KernelError::OverBudget {
+        what: format!(
+            "memory of modules scanned for vmark records, at module {}",
+            escape(&module.name)
+        ),
+        limit,
+        unit,
+    };
     let manifest_magic = abi::VMARK_MANIFEST_MAGIC.to_le_bytes();
     let record_magic = abi::VMARK_RECORD_MAGIC.to_le_bytes();
     let mut out = Vec::new();
     let mut page = vec![0u8; PAGE as usize];
-    let base = module.base & !(PAGE - 1);
-    let end = module.base.saturating_add(size);
-    let mut va = base;
-    while va < end {
-        if kernel.read(va, &mut page).is_ok() {
-            for off in (0..PAGE as usize).step_by(8) {
-                let at = va + off as u64;
-                if at < module.base || at >= end {
-                    continue;
-                }
-                let w = &page[off..off + 8];
-                if w == manifest_magic {
-                    if let Some(sym) = manifest_at(kernel, module, at) {
-                        out.push(sym);
+    let mut left_in_module = limits::KERNEL_MAX_MODULE_SCAN_BYTES;
+    for &(base, size) in &module.regions {
+        let size = size.min(left_in_module);
+        left_in_module -= size;
+        budget.bytes = budget
+            .bytes
+            .checked_sub(size)
+            .ok_or_else(|| over(limits::KERNEL_MAX_MODULE_SCAN_TOTAL, "bytes"))?;
+        let end = base.saturating_add(size);
+        let mut va = base & !(PAGE - 1);
+        while va < end {
+            if kernel.read(va, &mut page).is_ok() {
+                for off in (0..PAGE as usize).step_by(8) {
+                    let at = va + off as u64;
+                    if at < base || at >= end {
+                        continue;
                     }
-                } else if w[..4] == record_magic {
-                    if let Some(sym) = record_at(kernel, module, at) {
-                        out.push(sym);
+                    let w = &page[off..off + 8];
+                    let is_manifest = w == manifest_magic;
+                    if !is_manifest && w[..4] != record_magic {
+                        continue;
                     }
-                }
-                if out.len() as u64 > limits::KERNEL_MAX_MODULE_SYMBOLS {
-                    return Err(KernelError::OverBudget {
-                        what: format!("vmark records of module {}", escape(&module.name)),
-                        limit: limits::KERNEL_MAX_MODULE_SYMBOLS,
-                        unit: "records",
-                    });
+                    budget.hits = budget
+                        .hits
+                        .checked_sub(1)
+                        .ok_or_else(|| over(limits::KERNEL_MAX_MODULE_SCAN_HITS, "magic hits"))?;
+                    let found = if is_manifest {
+                        manifest_at(kernel, module, at)
+                    } else {
+                        record_at(kernel, module, at)
+                    };
+                    out.extend(found);
                 }
             }
+            va = match va.checked_add(PAGE) {
+                Some(v) => v,
+                None => break,
+            };
         }
-        va = match va.checked_add(PAGE) {
-            Some(v) => v,
-            None => break,
-        };
     }
     Ok(out)
 }
@@ -394,6 +418,11 @@ mod tests {
         KBASE + pa
     }
 
+    /// The same physical memory in the top 2 GiB, where x86-64 puts modules.
+    fn top(pa: u64) -> u64 {
+        0xffff_ffff_8000_0000 + pa
+    }
+
     /// `task_struct { i32 pid @0; list_head tasks @8; char comm[16] @24 }`,
     /// `module { list_head list @0; module_kobject mkobj @16 { module *mod @8 } }`.
     fn types() -> Btf {
@@ -455,6 +484,9 @@ mod tests {
         // 4-level tables at 0x1000/0x2000: KBASE onto physical 0 with a 1 GiB page.
         mem.put_u64(0x1000 + ((KBASE >> 39) & 0x1ff) * 8, 0x2000 | 3);
         mem.put_u64(0x2000 + ((KBASE >> 30) & 0x1ff) * 8, 0x83);
+        // And the top 2 GiB onto physical 0 too (PML4 511, PDPT 510).
+        mem.put_u64(0x1000 + 511 * 8, 0x3000 | 3);
+        mem.put_u64(0x3000 + 510 * 8, 0x83);
         // A decoy: "swapper" in the data with a nonzero pid before it.
         mem.put(0x10100, b"swapper\0");
         mem.put(0x10100 - 24, &7u32.to_le_bytes());
@@ -466,15 +498,15 @@ mod tests {
         mem.put(INIT + 24, b"swapper/0\0");
         mem.put(TASK1, &1u32.to_le_bytes());
         mem.put(TASK1 + 24, b"init\0");
-        // A decoy list head whose neighbour points back but is no module.
-        mem.put_u64(HEAD - 0x100, va(0x40000));
+        // A decoy list head whose neighbour (in module space) points back but is no module.
+        mem.put_u64(HEAD - 0x100, top(0x40000));
         mem.put_u64(0x40000 + 8, va(HEAD - 0x100));
-        // The module list: the head and one module that points to itself.
-        mem.put_u64(HEAD, va(MODULE));
-        mem.put_u64(HEAD + 8, va(MODULE));
+        // The module list: the head and one module (in module space) that points to itself.
+        mem.put_u64(HEAD, top(MODULE));
+        mem.put_u64(HEAD + 8, top(MODULE));
         mem.put_u64(MODULE, va(HEAD));
         mem.put_u64(MODULE + 8, va(HEAD));
-        mem.put_u64(MODULE + 16 + 8, va(MODULE));
+        mem.put_u64(MODULE + 16 + 8, top(MODULE));
         // The module's memory: a manifest header, a record, a record of another ABI.
         let mut hdr = abi::VMARK_MANIFEST_MAGIC.to_le_bytes().to_vec();
         hdr.extend(1u16.to_le_bytes()); // format version
@@ -545,8 +577,10 @@ mod tests {
             name: "demo".into(),
             base: va(MOD_BASE),
             size: 0x2000,
+            // Two regions, as 6.4+ modules have (text, then data elsewhere).
+            regions: vec![(va(MOD_BASE), 0x1000), (va(MOD_BASE + 0x1000), 0x1000)],
         };
-        let mut budget = limits::KERNEL_MAX_MODULE_SCAN_TOTAL;
+        let mut budget = ModuleScanBudget::default();
         let syms = scan_module_marks(&k, &module, &mut budget).unwrap();
         let names: Vec<(&str, u64)> = syms.iter().map(|s| (s.name.as_str(), s.addr)).collect();
         assert_eq!(
@@ -557,12 +591,28 @@ mod tests {
             ]
         );
         assert_eq!(syms[0].size, abi::MANIFEST_HEADER_SIZE as u64 + 10);
-        assert_eq!(budget, limits::KERNEL_MAX_MODULE_SCAN_TOTAL - 0x2000);
-        // The budget is vmark's: a module beyond what is left is an error for it.
-        let mut little = 0x1000;
+        assert_eq!(budget.bytes, limits::KERNEL_MAX_MODULE_SCAN_TOTAL - 0x2000);
+        // Three magic hits: the manifest, the record, the record of another ABI.
+        assert_eq!(budget.hits, limits::KERNEL_MAX_MODULE_SCAN_HITS - 3);
+        // The budgets are vmark's: a module beyond what is left is an error for it.
+        let mut little = ModuleScanBudget {
+            bytes: 0x1000,
+            hits: 100,
+        };
         assert!(matches!(
             scan_module_marks(&k, &module, &mut little),
-            Err(KernelError::OverBudget { .. })
+            Err(KernelError::OverBudget { unit: "bytes", .. })
+        ));
+        let mut few = ModuleScanBudget {
+            bytes: 1 << 20,
+            hits: 2,
+        };
+        assert!(matches!(
+            scan_module_marks(&k, &module, &mut few),
+            Err(KernelError::OverBudget {
+                unit: "magic hits",
+                ..
+            })
         ));
     }
 }

@@ -167,7 +167,17 @@ pub fn btf_file(path: &Path) -> Result<Btf, KernelError> {
     let mut file = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
     let n = file.read(&mut head).map_err(|e| file_error(path, e))?;
     let data = if n >= 4 && head == *b"\x7fELF" {
-        match with_elf(path, |elf| elf_btf(path, elf))? {
+        // A module (relocatable object) may carry a .BTF that is split BTF, meaningless
+        // without the kernel's base BTF: its DWARF is what describes it.
+        let btf = with_elf(path, |elf| {
+            use object::Object;
+            if elf.kind() == object::ObjectKind::Relocatable {
+                Ok(None)
+            } else {
+                elf_btf(path, elf)
+            }
+        })?;
+        match btf {
             Some(data) => data,
             None => return dwarf_types(path),
         }
@@ -223,14 +233,15 @@ pub fn dwarf_types(path: &Path) -> Result<Btf, KernelError> {
             path,
             "its DWARF has no struct task_struct: give the kernel's -dbg vmlinux, or the \
              kernel-types probe built against the kernel's headers \
-             (make -C KDIR M=.../buildmacros/kernel-types)",
+             (make -C buildmacros/kernel-types KDIR=...)",
         ));
     }
     Btf::from_types(table)
         .map_err(|e| file_error(path, format!("its DWARF types are inconsistent: {e}")))
 }
 
-/// A vmlinux: its symbol table (link-time) and banner, and its `.BTF` if it has one.
+/// A vmlinux: its symbol table (link-time) and banner, and its `.BTF` if it has one (its
+/// DWARF, if it has only that, is read by [`dwarf_types`] when types are needed).
 pub fn vmlinux(path: &Path) -> Result<(LinkSymbols, Option<Btf>), KernelError> {
     use object::{Object, ObjectSection, ObjectSymbol, SymbolKind, SymbolSection};
     with_elf(path, |elf| {
@@ -294,15 +305,11 @@ pub fn vmlinux(path: &Path) -> Result<(LinkSymbols, Option<Btf>), KernelError> {
             })
             .filter(|b| b.starts_with(BANNER_PREFIX))
             .map_or(BannerCheck::Prefix, BannerCheck::Exact);
-        let btf = match elf_btf(path, elf)? {
-            Some(d) => Some(
-                Btf::parse(&d)
-                    .map_err(|e| file_error(path, format!("its .BTF does not parse: {e}")))?,
-            ),
-            // No .BTF: the types of its DWARF (a -dbg package's vmlinux).
-            None if elf.section_by_name(".debug_info").is_some() => Some(dwarf_types(path)?),
-            None => None,
-        };
+        // Without .BTF its DWARF is read only when types are needed ([`dwarf_types`]).
+        let btf = elf_btf(path, elf)?
+            .map(|d| Btf::parse(&d))
+            .transpose()
+            .map_err(|e| file_error(path, format!("its .BTF does not parse: {e}")))?;
         Ok((
             LinkSymbols {
                 symbols: table,

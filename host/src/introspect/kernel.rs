@@ -232,6 +232,9 @@ pub struct Module {
     pub base: u64,
     /// Size of its core area (`core_layout.size`; on ≥ 6.4 the sum of its `mem[].size`).
     pub size: u64,
+    /// Its memory regions, (base, size): the core area, or on ≥ 6.4 each `mem[]` region
+    /// (text, data, rodata, ... are allocations of their own there).
+    pub regions: Vec<(u64, u64)>,
 }
 
 /// A symbol of a module, from its `struct mod_kallsyms`.
@@ -269,8 +272,9 @@ pub struct Kernel {
     kallsyms: Option<Kallsyms>,
     base: KernelBase,
     btf: Option<Arc<Btf>>,
-    /// Data symbols found by structure ([`Kernel::data_symbol`]) with the loaded types.
-    found: std::sync::Mutex<HashMap<&'static str, u64>>,
+    /// Data symbols found by structure ([`Kernel::data_symbol`]) with the loaded types, or
+    /// why not (a failed scan is not repeated).
+    found: std::sync::Mutex<HashMap<&'static str, Result<u64, KernelError>>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -586,19 +590,21 @@ impl Kernel {
         if self.has_data_symbols() {
             return Err(KernelError::MissingSymbol(name.to_string()));
         }
-        if let Some(&a) = self.found_lock().get(name) {
-            return Ok(a);
+        if let Some(found) = self.found_lock().get(name) {
+            return found.clone();
         }
-        let a = match name {
-            "init_task" => super::anchors::find_init_task(self)?,
-            "modules" => super::anchors::find_module_list(self)?,
+        let found = match name {
+            "init_task" => super::anchors::find_init_task(self),
+            "modules" => super::anchors::find_module_list(self),
             _ => return Err(KernelError::MissingSymbol(name.to_string())),
         };
-        self.found_lock().insert(name, a);
-        Ok(a)
+        self.found_lock().insert(name, found.clone());
+        found
     }
 
-    fn found_lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, u64>> {
+    fn found_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<&'static str, Result<u64, KernelError>>> {
         self.found.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -822,7 +828,7 @@ impl Kernel {
             btf.member_count(module_t, "mem"),
             btf.member_offset(module_t, "mem[0].base"),
         ) {
-            let mut sizes = Vec::new();
+            let (mut bases, mut sizes) = (vec![base], Vec::new());
             let mut w = 4;
             for i in 0..n.min(16) {
                 let (off, st) = btf
@@ -830,9 +836,15 @@ impl Kernel {
                     .ok_or_else(|| KernelError::MissingType(format!("module.mem[{i}].size")))?;
                 sizes.push(off);
                 w = width(st);
+                if i > 0 {
+                    let (b, _) = btf
+                        .member_offset(module_t, &format!("mem[{i}].base"))
+                        .ok_or_else(|| KernelError::MissingType(format!("module.mem[{i}].base")))?;
+                    bases.push(b);
+                }
             }
             return Ok(ModuleArea {
-                base,
+                bases,
                 sizes,
                 size_width: w,
             });
@@ -842,7 +854,7 @@ impl Kernel {
             btf.member_offset(module_t, "core_layout.size"),
         ) {
             return Ok(ModuleArea {
-                base,
+                bases: vec![base],
                 sizes: vec![size],
                 size_width: width(st),
             });
@@ -871,18 +883,22 @@ impl Kernel {
             .map(|node| {
                 let read = |m: u64| -> Result<Module, KernelError> {
                     let mut total = 0u64;
-                    for &o_size in &area.sizes {
+                    let mut regions = Vec::with_capacity(area.sizes.len());
+                    for (&o_base, &o_size) in area.bases.iter().zip(&area.sizes) {
                         let mut size = [0u8; 8];
                         self.read(add(m, o_size, "module size")?, &mut size[..area.size_width])?;
-                        total = add(total, u64::from_le_bytes(size), "module size")?;
+                        let size = u64::from_le_bytes(size);
+                        total = add(total, size, "module size")?;
+                        regions.push((self.read_ptr(add(m, o_base, "module base")?)?, size));
                     }
                     Ok(Module {
                         addr: m,
                         name: self
                             .space
                             .read_cstring(add(m, o_name, "module name")?, 56)?,
-                        base: self.read_ptr(add(m, area.base, "module base")?)?,
+                        base: regions.first().map_or(0, |r| r.0),
                         size: total,
+                        regions,
                     })
                 };
                 sub(node, o_list, "module of list node")
@@ -1030,7 +1046,7 @@ impl Kernel {
             return Ok(out);
         }
         let named: HashSet<String> = out.symbols.iter().map(|s| s.module.clone()).collect();
-        let mut budget = limits::KERNEL_MAX_MODULE_SCAN_TOTAL;
+        let mut budget = super::anchors::ModuleScanBudget::default();
         for m in self.walk_modules()?.items.into_iter().flatten() {
             if named.contains(&m.name) {
                 continue;
@@ -1084,8 +1100,9 @@ fn kernel_half_entries(mem: &dyn PhysicalMemory, root: u64, mode: PagingMode) ->
 
 /// Offsets of a module's core area in `struct module`.
 struct ModuleArea {
-    base: u64,
-    /// Offsets of the size fields summed into the module's size.
+    /// Offsets of each memory region's base (`core_layout.base`, or every `mem[i].base`).
+    bases: Vec<u64>,
+    /// Offsets of the size fields summed into the module's size, one per region.
     sizes: Vec<u64>,
     size_width: usize,
 }
