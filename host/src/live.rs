@@ -536,7 +536,7 @@ impl Session<'_> {
                     let cols: Vec<String> = w
                         .fields
                         .iter()
-                        .map(|c| format!("{}={}", escape(&c.title()), c.text(&self.buf)))
+                        .map(|c| escape(&c.pretty(&self.buf)).into_owned())
                         .collect();
                     format!(
                         "{} {:<7} {} triggers={} (+{}) {}",

@@ -481,6 +481,15 @@ impl Column {
         self.expr.title()
     }
 
+    /// `label=value unit`, for the pretty live view (`srtt_ms=13.073 ms`).
+    pub fn pretty(&self, bytes: &[u8]) -> String {
+        let value = self.text(bytes);
+        match &self.expr.unit {
+            Some(u) if !value.is_empty() => format!("{}={value} {u}", self.expr.label),
+            _ => format!("{}={value}", self.expr.label),
+        }
+    }
+
     /// Its value in one sample's bytes: a field's leaf as [`leaf_text`] renders it, an
     /// expression's result; empty when a field does not read or the arithmetic fails.
     pub fn text(&self, bytes: &[u8]) -> String {
@@ -761,11 +770,13 @@ mod tests {
             Column::resolve(&t, tp, "tp", "srtt_us+"),
             Err(DecodeError::BadExpression(_))
         ));
-        assert!(csv_header(&[plain, rtt]).ends_with(",srtt_us,srtt_ms (ms)"));
+        assert!(csv_header(&[plain, rtt.clone()]).ends_with(",srtt_us,srtt_ms (ms)"));
         // A scalar mark's value is its own name.
         let counter = Column::resolve(&t, u32t, "counter", "twice=counter*2").unwrap();
         assert_eq!(counter.text(&bytes), "24000");
         assert!(Column::resolve(&t, u32t, "counter", "other").is_err());
+        assert_eq!(rtt.pretty(&bytes), "srtt_ms=1.5 ms");
+        assert_eq!(counter.pretty(&bytes), "twice=24000");
     }
 
     #[test]
