@@ -603,6 +603,29 @@ fn pahole_agrees(row: &Row, b: &Booted) {
     );
 }
 
+/// The host's own kernel (6.1 amd64), 4-level paging.
+fn host_row() -> Row {
+    Row {
+        name: "6.1-amd64",
+        source: Source::Host,
+        machine: Machine::default(),
+        known_gaps: &[],
+    }
+}
+
+/// Debian's 6.1 686-pae (i386, PAE): no BTF, no data symbols.
+fn i386_pae_row() -> Row {
+    Row {
+        name: "6.1-686-pae",
+        source: Source::Archive("bookworm", "i386", "686-pae"),
+        machine: Machine {
+            arch: Arch::I386,
+            la57: false,
+        },
+        known_gaps: &[],
+    }
+}
+
 fn run(row: Row) {
     let b = boot(&row);
     check(&row, &b);
@@ -610,12 +633,7 @@ fn run(row: Row) {
 
 #[test]
 fn matrix_6_1_amd64() {
-    run(Row {
-        name: "6.1-amd64",
-        source: Source::Host,
-        machine: Machine::default(),
-        known_gaps: &[],
-    });
+    run(host_row());
 }
 
 #[test]
@@ -653,15 +671,7 @@ fn matrix_6_1_rt_amd64() {
 
 #[test]
 fn matrix_6_1_686_pae_i386() {
-    run(Row {
-        name: "6.1-686-pae",
-        source: Source::Archive("bookworm", "i386", "686-pae"),
-        machine: Machine {
-            arch: Arch::I386,
-            la57: false,
-        },
-        known_gaps: &[],
-    });
+    run(i386_pae_row());
 }
 
 #[test]
@@ -682,12 +692,7 @@ fn matrix_6_1_686_i386() {
 /// error that names BTF and how to get it, and what does not (symbols) still works.
 #[test]
 fn a_kernel_without_btf_is_an_error_that_names_the_fix() {
-    let row = Row {
-        name: "6.1-amd64",
-        source: Source::Host,
-        machine: Machine::default(),
-        known_gaps: &[],
-    };
+    let row = host_row();
     let b = boot(&row);
     let f = &b.fixture;
     let (ks_lines, _) = section(f, "KALLSYMS");
@@ -741,15 +746,7 @@ fn a_kernel_without_btf_is_an_error_that_names_the_fix() {
 /// missing, and what needs no types (symbols) still works.
 #[test]
 fn a_kernel_built_without_btf_is_an_error_that_names_it() {
-    let row = Row {
-        name: "6.1-686-pae",
-        source: Source::Archive("bookworm", "i386", "686-pae"),
-        machine: Machine {
-            arch: Arch::I386,
-            la57: false,
-        },
-        known_gaps: &[],
-    };
+    let row = i386_pae_row();
     let b = boot(&row);
     let config = b.kdir.join(".config");
     let config =
@@ -784,12 +781,7 @@ fn a_kernel_built_without_btf_is_an_error_that_names_it() {
 /// another architecture is refused with a message that says so.
 #[test]
 fn dwarf_types_from_the_headers_equal_btf_and_another_arch_is_refused() {
-    let host = Row {
-        name: "6.1-amd64",
-        source: Source::Host,
-        machine: Machine::default(),
-        known_gaps: &[],
-    };
+    let host = host_row();
     let b = boot(&host);
     let probe = kernel_types_probe(&b.kdir, &work_dir(&host)).unwrap_or_else(|e| panic!("{e}"));
     let probe = probe.to_str().expect("UTF-8 path");
@@ -803,15 +795,7 @@ fn dwarf_types_from_the_headers_equal_btf_and_another_arch_is_refused() {
         );
         assert!(btf.as_array().is_some_and(|a| a.len() > 2), "{btf}");
     }
-    let i386 = Row {
-        name: "6.1-686-pae",
-        source: Source::Archive("bookworm", "i386", "686-pae"),
-        machine: Machine {
-            arch: Arch::I386,
-            la57: false,
-        },
-        known_gaps: &[],
-    };
+    let i386 = i386_pae_row();
     let b32 = boot(&i386);
     let out = run_vmark(&[
         "ps",
