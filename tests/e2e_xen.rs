@@ -198,6 +198,26 @@ fn check_list(d: &Path, guest: &str, bad: &mut impl FnMut(String)) {
         Ok(other) => bad(format!("(a) vmark list --json is no array: {other}")),
         Err(e) => bad(format!("(a) {e}")),
     }
+    // The table: a header, then a row per mark naming domain, module, mark and type.
+    let table = read_text(&d.join("list.txt")).unwrap_or_default();
+    let rows: Vec<&str> = table.lines().collect();
+    let header_ok = rows.first().is_some_and(|h| {
+        ["DOMAIN", "MODULE", "MARK", "TYPE", "SIZE"]
+            .iter()
+            .all(|c| h.contains(c))
+    });
+    for mark in MARKS {
+        let row = rows.iter().any(|r| {
+            let w: Vec<&str> = r.split_whitespace().collect();
+            w.first() == Some(&guest) && w.get(1) == Some(&"marks_demo") && w.get(2) == Some(&mark)
+        });
+        if !header_ok || !row {
+            bad(format!(
+                "(a) the vmark list table lacks marks_demo/{mark}:\n{table}"
+            ));
+            break;
+        }
+    }
 }
 
 /// (b), (c): the host's decode (read-TAG-MARK.json) against the guest's own values
@@ -448,6 +468,7 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
 
     // dom0-scenario.sh dumps the PV guest here; the PVH one in a run of its own.
     let pv = read_text(&d.join("type")).as_deref().map(str::trim) == Some("pv");
+    check_options(&d, pv, &mut bad, &mut figures);
     check_introspection(&d, pv, &mut bad);
     if pv {
         figures.extend(check_faults(&d, &mut bad));
@@ -651,6 +672,308 @@ fn check_faults(d: &Path, bad: &mut impl FnMut(String)) -> Vec<String> {
 /// `vmark ps` and `vmark modules`, live (`xen:GUEST`) and on the guest's `xl dump-core`,
 /// against the guest's own `ps` and `/proc/modules` (taken just before); and a mark read
 /// from the dump without xenstore.
+/// The documented commands and options only a live domain exercises (dom0-scenario.sh
+/// `options`): each against the guest's own view (kinfo-K.txt, val-O.txt) or another way
+/// to the same bytes.
+fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut Vec<String>) {
+    let o = d.join("opt");
+    let out = |name: &str| std::fs::read(o.join(format!("{name}.out"))).unwrap_or_default();
+    let err = |name: &str| read_text(&o.join(format!("{name}.err"))).unwrap_or_default();
+    let ok = |name: &str, bad: &mut dyn FnMut(String)| {
+        let rc = read_text(&o.join(format!("{name}.rc"))).unwrap_or_default();
+        let fine = rc.trim() == "0";
+        if !fine {
+            bad(format!(
+                "(o) vmark {name}: exit {} {}",
+                rc.trim(),
+                err(name).trim()
+            ));
+        }
+        fine
+    };
+    let k = guest_values(&d.join("kinfo-K.txt")).unwrap_or_default();
+    let v = guest_values(&d.join("val-O.txt")).unwrap_or_default();
+    if k.is_empty() || v.is_empty() {
+        bad("(o) the guest's kinfo K or values O are missing".into());
+        return;
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let banner_prefix = format!("Linux version {} ", k["release"]);
+    // sym: linux_banner where the guest's kallsyms says.
+    if ok("sym", bad) {
+        let rows: Vec<Value> = serde_json::from_slice(&out("sym")).unwrap_or_default();
+        let at = rows
+            .iter()
+            .find(|r| r["name"] == "linux_banner")
+            .and_then(|r| r["addr"].as_str().and_then(hex));
+        if at.is_none() || at != hex(&k["banner"]) {
+            bad(format!(
+                "(o) sym linux_banner: {rows:?}, the guest says {}",
+                k["banner"]
+            ));
+        }
+    }
+    // read-va by symbol, symbol+offset, address (hex); read-pa; a process's memory.
+    if ok("read-va", bad) && !out("read-va").starts_with(banner_prefix.as_bytes()) {
+        bad(format!(
+            "(o) read-va linux_banner: {:?}, want {banner_prefix:?}…",
+            String::from_utf8_lossy(&out("read-va"))
+        ));
+    }
+    if ok("read-va-off", bad) && out("read-va-off") != b"version" {
+        bad(format!(
+            "(o) read-va linux_banner+6 7: {:?}",
+            out("read-va-off")
+        ));
+    }
+    let want_hex: String = banner_prefix
+        .bytes()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if ok("read-va-hex", bad) && String::from_utf8_lossy(&out("read-va-hex")).trim() != want_hex {
+        bad(format!(
+            "(o) read-va 0x{} 16 --hex: {:?}",
+            k["banner"],
+            out("read-va-hex")
+        ));
+    }
+    let addr = read_text(&o.join("read-pa.addr")).unwrap_or_default();
+    if ok("read-pa", bad) && out("read-pa") != out("read-va") {
+        bad(format!(
+            "(o) read-pa at linux_banner's {}address ({}): {:?}",
+            if pv { "machine " } else { "physical " },
+            addr.trim(),
+            String::from_utf8_lossy(&out("read-pa"))
+        ));
+    }
+    if ok("read-va-pid", bad) && out("read-va-pid") != b"\x7fELF" {
+        bad(format!(
+            "(o) read-va --pid 1 at init's vDSO: {:?}",
+            out("read-va-pid")
+        ));
+    }
+    // Marks found in the live domain's memory, without xenstore; --path and --follow.
+    if ok("list-src", bad) {
+        let rows: Vec<Value> = serde_json::from_slice(&out("list-src")).unwrap_or_default();
+        for m in MARKS {
+            if !rows
+                .iter()
+                .any(|r| r["mark"] == *m && r["module"] == "marks_demo")
+            {
+                bad(format!("(o) list --source xen: lacks {m}: {rows:?}"));
+            }
+        }
+    }
+    if ok("read-src-path", bad) {
+        let r: Value = serde_json::from_slice(&out("read-src-path")).unwrap_or_default();
+        if text(&r["value"]) != v["demo_tp.snd_cwnd"] {
+            bad(format!(
+                "(o) read --source xen: --path demo_tp->snd_cwnd: {r}"
+            ));
+        }
+    }
+    if ok("read-src-follow", bad) {
+        let r: Value = serde_json::from_slice(&out("read-src-follow")).unwrap_or_default();
+        let p = &r["pointees"][0];
+        for f in ["snd_cwnd", "bytes_received"] {
+            if text(&p["value"][f]) != v[&format!("demo_tcp.{f}")] {
+                bad(format!("(o) read --source xen: --follow 1: {f} in {p}"));
+            }
+        }
+    }
+    // read's pretty tree; read --pause.
+    let pretty = String::from_utf8_lossy(&out("read-pretty")).into_owned();
+    if ok("read-pretty", bad)
+        && !(pretty.contains("-- marks_demo/demo_state in ")
+            && pretty.contains("marks-demo")
+            && pretty.contains(&v["demo_state.level"]))
+    {
+        bad(format!("(o) read demo_state (pretty): {pretty}"));
+    }
+    if ok("read-pause", bad) {
+        let r: Value = serde_json::from_slice(&out("read-pause")).unwrap_or_default();
+        if text(&r["value"]) != v["counter"] || r["paused_ns"].as_u64().unwrap_or(0) == 0 {
+            bad(format!("(o) read --pause: {r}"));
+        }
+    }
+    // watch --every: the count asked for, spaced as asked.
+    let lines = |name: &str| -> Vec<Value> {
+        String::from_utf8_lossy(&out(name))
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    if ok("watch-every", bad) {
+        let s = lines("watch-every");
+        let mut gaps: Vec<u64> = s
+            .windows(2)
+            .filter_map(|w| {
+                Some(
+                    w[1]["t_ns"]
+                        .as_u64()?
+                        .saturating_sub(w[0]["t_ns"].as_u64()?),
+                )
+            })
+            .collect();
+        gaps.sort_unstable();
+        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+        if s.len() != 10 || !(150_000_000..=300_000_000).contains(&median) {
+            bad(format!(
+                "(o) watch --every 200ms --count 10: {} samples, median spacing {} ms",
+                s.len(),
+                median / 1_000_000
+            ));
+        }
+        figures.push(format!(
+            "(o) watch --every 200ms: median spacing {:.1} ms",
+            median as f64 / 1e6
+        ));
+    }
+    // --pause: each sample says how long the guest was paused (at most).
+    if ok("watch-pause", bad) {
+        let s = lines("watch-pause");
+        let mut p: Vec<u64> = s.iter().filter_map(|x| x["paused_ns"].as_u64()).collect();
+        p.sort_unstable();
+        if s.len() != 10 || p.len() != 10 || p[5] == 0 {
+            bad(format!(
+                "(o) watch --pause: {} samples, paused_ns {p:?}",
+                s.len()
+            ));
+        }
+    }
+    // --max-rate 20 over --every 10ms: rounds 50 ms apart at least, on the median.
+    if ok("watch-rate", bad) {
+        let s = lines("watch-rate");
+        let mut gaps: Vec<u64> = s
+            .windows(2)
+            .filter_map(|w| {
+                Some(
+                    w[1]["t_ns"]
+                        .as_u64()?
+                        .saturating_sub(w[0]["t_ns"].as_u64()?),
+                )
+            })
+            .collect();
+        gaps.sort_unstable();
+        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+        if s.len() != 10 || median < 45_000_000 {
+            bad(format!(
+                "(o) watch --max-rate 20: {} samples, median spacing {} ms",
+                s.len(),
+                median / 1_000_000
+            ));
+        }
+    }
+    // --record-limit: the recording stops with a closing line, the watch carries on.
+    if ok("watch-limit", bad) {
+        let rec = read_text(&o.join("limited.jsonl")).unwrap_or_default();
+        let last: Value = rec
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_default();
+        if rec.len() > 30 * 1024
+            || last["event"] != "recording-stopped"
+            || !err("watch-limit").contains("recording")
+        {
+            bad(format!(
+                "(o) watch --record-limit 30K: {} bytes, last line {last}; stderr {}",
+                rec.len(),
+                err("watch-limit").trim()
+            ));
+        }
+    }
+    // A domain by its id.
+    if ok("read-id", bad) {
+        let r: Value = serde_json::from_slice(&out("read-id")).unwrap_or_default();
+        if text(&r["value"]) != v["counter"] {
+            bad(format!("(o) read DOMID counter: {r}"));
+        }
+    }
+    if ok("watch-duration", bad) {
+        let ms: u64 = read_text(&o.join("watch-duration.ms"))
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let n = lines("watch-duration").len();
+        if !(2_000..30_000).contains(&ms)
+            || n < 3
+            || !err("watch-duration").contains("the requested duration passed")
+        {
+            bad(format!(
+                "(o) watch --duration 2s: {ms} ms, {n} samples; stderr: {}",
+                err("watch-duration").trim()
+            ));
+        }
+    }
+    // The pretty live view of two marks: a line per sample, each mark named, no JSON.
+    if ok("watch-pretty", bad) {
+        let t = String::from_utf8_lossy(&out("watch-pretty")).into_owned();
+        let l: Vec<&str> = t.lines().collect();
+        if l.len() < 2
+            || !t.contains("marks_demo/counter")
+            || !t.contains("marks_demo/demo_state")
+            || l.iter().any(|x| x.starts_with('{'))
+        {
+            bad(format!("(o) watch counter demo_state (pretty): {t}"));
+        }
+    }
+    // CSV of three marks of three types: each field resolves in its own mark.
+    if ok("watch-csv", bad) {
+        let t = String::from_utf8_lossy(&out("watch-csv")).into_owned();
+        let mut l = t.lines();
+        let header = l.next().unwrap_or("");
+        let want =
+            "t_ns,mark,cause,triggers,folded,consistent,retries,counter,demo_hist[1],level (steps)";
+        if header != want {
+            bad(format!(
+                "(o) watch --format csv header: {header:?}, want {want:?}"
+            ));
+        }
+        let mut seen = BTreeMap::new();
+        for row in l {
+            let c: Vec<&str> = row.split(',').collect();
+            let (mark, cells) = (c.get(1).copied().unwrap_or(""), c.get(7..).unwrap_or(&[]));
+            let (col, key) = match mark {
+                "marks_demo/counter" => (0, "counter"),
+                "marks_demo/demo_hist" => (1, "demo_hist[1]"),
+                "marks_demo/demo_state" => (2, "demo_state.level"),
+                _ => {
+                    bad(format!("(o) csv row of another mark: {row}"));
+                    continue;
+                }
+            };
+            let filled: Vec<usize> = (0..cells.len()).filter(|&i| !cells[i].is_empty()).collect();
+            if cells.len() != 3 || filled != [col] || cells[col] != v[key] {
+                bad(format!(
+                    "(o) csv row {row:?}: want only column {col} = {}",
+                    v[key]
+                ));
+            }
+            *seen.entry(mark).or_insert(0) += 1;
+        }
+        if seen.len() != 3 {
+            bad(format!("(o) csv rows of {seen:?}, want all three marks"));
+        }
+    }
+    // A real recording plotted: the SVG holds every point, the PNG is one.
+    if ok("watch-record", bad) && ok("plot", bad) {
+        let n = json_lines(&o.join("rec.jsonl")).len();
+        let svg = read_text(&o.join("plot.svg")).unwrap_or_default();
+        let points = svg
+            .lines()
+            .find(|l| l.contains("<polyline") && l.contains("#0000FF"))
+            .and_then(|l| l.split("points=\"").nth(1))
+            .map_or(0, |p| {
+                p.split('"').next().unwrap_or("").split_whitespace().count()
+            });
+        let png = std::fs::read(o.join("plot.png")).unwrap_or_default();
+        if n != 8 || points != 8 || !png.starts_with(b"\x89PNG") || !svg.contains("twice (n)") {
+            bad(format!("(o) plot of an 8-sample recording ({n} lines): {points} points in the SVG, PNG {} bytes", png.len()));
+        }
+    }
+}
+
 fn check_introspection(d: &Path, with_dump: bool, bad: &mut impl FnMut(String)) {
     let lines = |f: &str| read_text(&d.join(f)).unwrap_or_default();
     let ps_text = lines("ps-L.txt");

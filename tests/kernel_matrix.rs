@@ -367,6 +367,17 @@ fn memory_reads(b: &Booted, v: &View) {
         let by_pa = vmark(&["read-pa", src, &format!("{code:#x}"), "256", "--hex"]);
         assert_eq!(by_pa, by_va, "read-pa {code:#x} of {src} and read-va _text");
     }
+    // Below 3.5 GiB the RAM file is a raw image of guest memory: forced as one, the same.
+    let raw = vmark(&[
+        "read-pa",
+        "--format",
+        "raw",
+        v.ram,
+        &format!("{code:#x}"),
+        "256",
+        "--hex",
+    ]);
+    assert_eq!(raw, by_va, "read-pa --format raw {code:#x} of {}", v.ram);
     if !v.has_kernel_sym("linux_banner") {
         return;
     }

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # /init of the showcase guest: loads vmark_helper and tcp_monitor, brings up
-# the Xen virtual network interface (netfront), and runs a TCP sink on port
-# 5001.  Without a network it drives a TCP stream over loopback instead.  It
-# prints its own view of the marks ("SHOWCASE-VAL ...") every two seconds, so
-# dom0 can compare it with what vmark decodes from outside.
+# the Xen virtual network interface (netfront) as 10.9.0.2, and waits for
+# dom0's commands on its console: "send" starts a bulk TCP transfer to dom0
+# (10.9.0.1:5001) that lasts until dom0 closes the connection.  It prints its
+# own view of the marks ("SHOWCASE-VAL ...") every few seconds, so dom0 can
+# compare it with what vmark decodes from outside.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -28,20 +29,20 @@ if insmod /xen-netfront.ko 2>/dev/null || [ -d /sys/class/net/eth0 ]; then
 	fi
 fi
 ip link set lo up
-# A sink that accepts connection after connection and discards what arrives
-# (busybox nc has no -k; -ll -e serves each connection with the drain).
-mkdir -p /tmp
-printf '#!/bin/busybox sh\nexec cat > /dev/null\n' > /tmp/drain
-chmod +x /tmp/drain
-nc -ll -p 5001 -e /tmp/drain < /dev/null > /dev/null 2>&1 &
+stty -echo 2>/dev/null
 echo "SHOWCASE-READY net=$net"
-if [ "$net" = 0 ]; then
-	# No virtual network: a TCP stream inside the guest still goes through
-	# tcp_rcv_established() on the receiving socket.
-	(sleep 8; for _ in $(seq 1 300); do dd if=/dev/zero bs=4k count=1 2>/dev/null; sleep 0.02; done |
-		nc 127.0.0.1 5001) &
-fi
 while true; do
-	sleep 2
+	# A command, or after 2 s (or at once, on a console without input) the values.
+	if read -t 2 -r cmd; then
+		case "$cmd" in
+		send)
+			echo "SHOWCASE-SENDING"
+			(nc 10.9.0.1 5001 < /dev/zero > /dev/null 2>&1
+			 echo "SHOWCASE-SENT rc=$?") &
+			;;
+		esac
+	else
+		sleep 1
+	fi
 	sed 's/^/SHOWCASE-VAL /' /sys/kernel/debug/tcp_monitor/values
 done

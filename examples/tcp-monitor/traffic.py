@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Traffic source for the tcp_monitor showcase (runs in dom0; stdlib only).
+"""Traffic source and sink for tcp_monitor's checks and showcase (dom0; stdlib only).
 
 Connects to HOST:PORT (the guest's sink, examples/tcp-monitor/guest-sink.sh),
 sends for --duration seconds at full rate or at --rate bytes per second, and
@@ -13,6 +13,11 @@ With --hold H it prints the JSON as soon as it stopped sending, then keeps
 the connection open and idle for H seconds before closing it, so the guest's
 view of the connection (tcp_monitor's copy, ss -ti) can be compared while
 nothing changes.  Exits 1 (with a JSON "error") if it cannot connect.
+
+With --serve it is the sink instead: listens on HOST:PORT, prints
+{"listening": "ADDR:PORT"} once it does, takes one connection, reads and
+discards for --duration seconds (counted from the connection), closes it
+and prints {"peer": ..., "bytes_received": N, "duration_s": S, "rate_Bps": R}.
 """
 import argparse
 import json
@@ -34,7 +39,13 @@ def main():
     ap.add_argument("--hold", type=float, default=0,
                     help="seconds to keep the idle connection open afterwards")
     ap.add_argument("--connect-timeout", type=float, default=10.0)
+    ap.add_argument("--serve", action="store_true",
+                    help="be the sink: accept one connection and read from it")
+    ap.add_argument("--accept-timeout", type=float, default=60.0,
+                    help="with --serve: seconds to wait for the connection")
     a = ap.parse_args()
+    if a.serve:
+        return serve(a)
 
     out = {"host": a.host, "port": a.port}
     try:
@@ -82,6 +93,50 @@ def main():
     if a.hold > 0:
         time.sleep(a.hold)
     s.close()
+    return 1 if "error" in out else 0
+
+
+def serve(a):
+    out = {"host": a.host, "port": a.port}
+    try:
+        ls = socket.create_server((a.host, a.port))
+    except OSError as e:
+        out["error"] = f"listen: {e}"
+        print(json.dumps(out), flush=True)
+        return 1
+    print(json.dumps({"listening": f"{a.host}:{a.port}"}), flush=True)
+    ls.settimeout(a.accept_timeout)
+    try:
+        c, peer = ls.accept()
+    except TimeoutError:
+        out["error"] = f"no connection within {a.accept_timeout} s"
+        print(json.dumps(out), flush=True)
+        return 1
+    ls.close()
+    out["peer"] = f"{peer[0]}:{peer[1]}"
+    got = 0
+    start = time.monotonic()
+    end = start + a.duration
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            c.settimeout(left)
+            try:
+                b = c.recv(1 << 16)
+            except TimeoutError:
+                break
+            if not b:
+                break
+            got += len(b)
+    except OSError as e:
+        out["error"] = f"recv: {e}"
+    elapsed = time.monotonic() - start
+    c.close()
+    out.update(bytes_received=got, duration_s=round(elapsed, 3),
+               rate_Bps=round(got / elapsed if elapsed > 0 else 0.0))
+    print(json.dumps(out), flush=True)
     return 1 if "error" in out else 0
 
 

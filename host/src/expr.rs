@@ -10,10 +10,18 @@
 //! ```
 //!
 //! Fields are paths into the value (`icsk.icsk_rto`, `demo_hist[3]`). Operators are C's,
-//! with C's precedence: unary `-` `~`, `*` `/` `%`, `+` `-`, `<<` `>>`, `&`, `^`, `|`, and
-//! parentheses. Integers stay exact (128-bit, overflow is an error) except that `/` gives
-//! a fraction when the division is not exact; `%`, shifts and the bitwise operators need
-//! integers. Literals: decimal, `0x` hex, and decimals with a point.
+//! with C's precedence: unary `-` `~` `!`, `*` `/` `%`, `+` `-`, `<<` `>>`, `<` `<=` `>`
+//! `>=`, `==` `!=`, `&`, `^`, `|`, `&&`, `||`, `?:`, and parentheses. Comparisons and logic
+//! give 0 or 1; `&&`, `||` and `?:` evaluate only the operand they need, as in C. Integers
+//! stay exact (128-bit, overflow is an error) except that `/` gives a fraction when the
+//! division is not exact; `%`, shifts and the bitwise operators need integers. Literals:
+//! decimal, `0x` hex, and decimals with a point.
+//!
+//! A sample for which an expression fails (a field missing, a division by zero) has no
+//! value for it: `plot` leaves the point out, `watch` shows it empty. So `0/0` reads as
+//! "no value": `ssthresh=snd_ssthresh<0x7fffffff?snd_ssthresh:0/0` hides the kernel's
+//! "not set yet" sentinel. A `:` ends the expression and starts the unit only when it is
+//! not the `:` of a `?:` (there are more `:` than `?`).
 
 use std::fmt;
 
@@ -83,9 +91,17 @@ enum Op {
     Sub,
     Shl,
     Shr,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
     And,
     Xor,
     Or,
+    LogicAnd,
+    LogicOr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +110,9 @@ enum Node {
     Lit(Num),
     Neg(Box<Node>),
     Not(Box<Node>),
+    LogicNot(Box<Node>),
     Bin(Op, Box<Node>, Box<Node>),
+    Cond(Box<Node>, Box<Node>, Box<Node>),
 }
 
 /// A parsed spec.
@@ -120,15 +138,19 @@ impl FieldExpr {
         if spec.len() > MAX_SPEC {
             return Err(err(&format!("longer than {MAX_SPEC} bytes"), MAX_SPEC));
         }
+        // `NAME=` starts a label; `NAME==` is a comparison, `a<=b` has no label.
         let (label, rest, offset) = match spec.split_once('=') {
-            Some((l, r)) if is_label(l) => (Some(l.to_string()), r, l.len() + 1),
-            Some((l, _)) => return Err(err("the label before `=` is not a name", l.len())),
-            None => (None, spec, 0),
+            Some((l, r)) if is_label(l) && !r.starts_with('=') => {
+                (Some(l.to_string()), r, l.len() + 1)
+            }
+            _ => (None, spec, 0),
         };
+        // The last `:` starts the unit unless it is a `?:`'s.
+        let has_unit = rest.matches(':').count() > rest.matches('?').count();
         let (body, unit) = match rest.rsplit_once(':') {
-            Some((b, u)) if !u.trim().is_empty() => (b, Some(u.trim().to_string())),
-            Some((b, _)) => return Err(err("empty unit after `:`", offset + b.len())),
-            None => (rest, None),
+            Some((b, u)) if has_unit && !u.trim().is_empty() => (b, Some(u.trim().to_string())),
+            Some((b, _)) if has_unit => return Err(err("empty unit after `:`", offset + b.len())),
+            _ => (rest, None),
         };
         let mut p = Parser {
             src: body.as_bytes(),
@@ -137,7 +159,7 @@ impl FieldExpr {
             fields: Vec::new(),
             depth: 0,
         };
-        let node = p.expr(0).map_err(|(r, at)| err(&r, at))?;
+        let node = p.conditional().map_err(|(r, at)| err(&r, at))?;
         p.skip_ws();
         if p.pos != p.src.len() {
             return Err(err("unexpected text", offset + p.pos));
@@ -196,13 +218,57 @@ fn eval(
             Num::Int(i) => Num::Int(!i),
             Num::Float(_) => return Err(arith("~ of a fraction")),
         },
+        Node::LogicNot(a) => Num::Int(i128::from(!truth(eval(a, names, field)?))),
+        // C evaluates only the operand it needs: a guard such as `n && total/n` holds.
+        Node::Bin(Op::LogicAnd, a, b) => Num::Int(i128::from(
+            truth(eval(a, names, field)?) && truth(eval(b, names, field)?),
+        )),
+        Node::Bin(Op::LogicOr, a, b) => Num::Int(i128::from(
+            truth(eval(a, names, field)?) || truth(eval(b, names, field)?),
+        )),
         Node::Bin(op, a, b) => binary(*op, eval(a, names, field)?, eval(b, names, field)?)?,
+        Node::Cond(c, a, b) => {
+            if truth(eval(c, names, field)?) {
+                eval(a, names, field)?
+            } else {
+                eval(b, names, field)?
+            }
+        }
+    })
+}
+
+/// C's truth: anything but zero.
+fn truth(v: Num) -> bool {
+    match v {
+        Num::Int(i) => i != 0,
+        Num::Float(f) => f != 0.0,
+    }
+}
+
+/// A comparison's result, or `None` for an operator that is not one.
+fn compare(op: Op, a: Num, b: Num) -> Option<bool> {
+    let ord = match (a, b) {
+        (Num::Int(x), Num::Int(y)) => Some(x.cmp(&y)),
+        _ => a.as_f64().partial_cmp(&b.as_f64()),
+    };
+    // NaN compares false, != true: as in C.
+    Some(match (op, ord) {
+        (Op::Lt, o) => o.is_some_and(|o| o.is_lt()),
+        (Op::Le, o) => o.is_some_and(|o| o.is_le()),
+        (Op::Gt, o) => o.is_some_and(|o| o.is_gt()),
+        (Op::Ge, o) => o.is_some_and(|o| o.is_ge()),
+        (Op::Eq, o) => o.is_some_and(|o| o.is_eq()),
+        (Op::Ne, o) => !o.is_some_and(|o| o.is_eq()),
+        _ => return None,
     })
 }
 
 fn binary(op: Op, a: Num, b: Num) -> Result<Num, EvalError> {
     let arith = |m: &str| EvalError::Arithmetic(m.to_string());
     let overflow = || arith("integer overflow");
+    if let Some(r) = compare(op, a, b) {
+        return Ok(Num::Int(i128::from(r)));
+    }
     if let (Num::Int(x), Num::Int(y)) = (a, b) {
         return Ok(match op {
             Op::Add => Num::Int(x.checked_add(y).ok_or_else(overflow)?),
@@ -228,6 +294,7 @@ fn binary(op: Op, a: Num, b: Num) -> Result<Num, EvalError> {
             Op::And => Num::Int(x & y),
             Op::Xor => Num::Int(x ^ y),
             Op::Or => Num::Int(x | y),
+            _ => unreachable!("comparisons and logic are evaluated before"),
         });
     }
     let (x, y) = (a.as_f64(), b.as_f64());
@@ -244,12 +311,16 @@ fn binary(op: Op, a: Num, b: Num) -> Result<Num, EvalError> {
 /// Binding power of a binary operator (C's precedence; higher binds tighter).
 fn power(op: Op) -> u8 {
     match op {
-        Op::Mul | Op::Div | Op::Rem => 6,
-        Op::Add | Op::Sub => 5,
-        Op::Shl | Op::Shr => 4,
-        Op::And => 3,
-        Op::Xor => 2,
-        Op::Or => 1,
+        Op::Mul | Op::Div | Op::Rem => 10,
+        Op::Add | Op::Sub => 9,
+        Op::Shl | Op::Shr => 8,
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => 7,
+        Op::Eq | Op::Ne => 6,
+        Op::And => 5,
+        Op::Xor => 4,
+        Op::Or => 3,
+        Op::LogicAnd => 2,
+        Op::LogicOr => 1,
     }
 }
 
@@ -279,24 +350,61 @@ impl Parser<'_> {
         self.skip_ws();
         let rest = &self.src[self.pos..];
         let two = |s: &[u8]| rest.starts_with(s);
-        Some(if two(b"<<") {
-            (Op::Shl, 2)
-        } else if two(b">>") {
-            (Op::Shr, 2)
-        } else {
-            let op = match rest.first()? {
-                b'*' => Op::Mul,
-                b'/' => Op::Div,
-                b'%' => Op::Rem,
-                b'+' => Op::Add,
-                b'-' => Op::Sub,
-                b'&' => Op::And,
-                b'^' => Op::Xor,
-                b'|' => Op::Or,
-                _ => return None,
-            };
-            (op, 1)
-        })
+        for (text, op) in [
+            (&b"<<"[..], Op::Shl),
+            (b">>", Op::Shr),
+            (b"<=", Op::Le),
+            (b">=", Op::Ge),
+            (b"==", Op::Eq),
+            (b"!=", Op::Ne),
+            (b"&&", Op::LogicAnd),
+            (b"||", Op::LogicOr),
+        ] {
+            if two(text) {
+                return Some((op, 2));
+            }
+        }
+        let op = match rest.first()? {
+            b'*' => Op::Mul,
+            b'/' => Op::Div,
+            b'%' => Op::Rem,
+            b'+' => Op::Add,
+            b'-' => Op::Sub,
+            b'<' => Op::Lt,
+            b'>' => Op::Gt,
+            b'&' => Op::And,
+            b'^' => Op::Xor,
+            b'|' => Op::Or,
+            _ => return None,
+        };
+        Some((op, 1))
+    }
+
+    /// `COND ? A : B` (right-associative, C's lowest precedence), or a plain expression.
+    fn conditional(&mut self) -> PResult<Node> {
+        let cond = self.expr(0)?;
+        self.skip_ws();
+        if self.src.get(self.pos) != Some(&b'?') {
+            return Ok(cond);
+        }
+        self.pos += 1;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.fail(&format!("nested deeper than {MAX_DEPTH}"));
+        }
+        let then = self.conditional()?;
+        self.skip_ws();
+        if self.src.get(self.pos) != Some(&b':') {
+            return self.fail("`:` of `?:` expected");
+        }
+        self.pos += 1;
+        let otherwise = self.conditional()?;
+        self.depth -= 1;
+        Ok(Node::Cond(
+            Box::new(cond),
+            Box::new(then),
+            Box::new(otherwise),
+        ))
     }
 
     /// Precedence climbing: operands joined by operators binding tighter than `min`.
@@ -328,9 +436,13 @@ impl Parser<'_> {
                 self.pos += 1;
                 Node::Not(Box::new(self.unary()?))
             }
+            Some(b'!') => {
+                self.pos += 1;
+                Node::LogicNot(Box::new(self.unary()?))
+            }
             Some(b'(') => {
                 self.pos += 1;
-                let inner = self.expr(0)?;
+                let inner = self.conditional()?;
                 self.skip_ws();
                 if self.src.get(self.pos) != Some(&b')') {
                     return self.fail("`)` expected");
@@ -466,6 +578,53 @@ mod tests {
         for (spec, want) in cases {
             assert_eq!(eval_with(spec, &v).unwrap(), *want, "{spec}");
         }
+        let logic: &[(&str, i128)] = &[
+            ("a>b", 1),
+            ("a<b", 0),
+            ("a<=100", 1),
+            ("a>=101", 0),
+            ("a==100", 1),
+            ("a!=100", 0),
+            ("a<b+100", 1),
+            ("b<a==1", 1),
+            ("a&&b", 1),
+            ("a&&0||b", 1),
+            ("!a", 0),
+            ("!!b", 1),
+            ("x<1", 1),
+            ("a>b?a:b", 100),
+            ("a<b?a:b", 7),
+            ("a<b?1:a>b?2:3", 2),
+            ("(a<b?1:2)*10", 20),
+            // Only the operand needed is evaluated: no division by zero here.
+            ("0&&a/0", 0),
+            ("1||a/0", 1),
+            ("a?b:a/0", 7),
+        ];
+        for (spec, want) in logic {
+            assert_eq!(eval_with(spec, &v).unwrap(), Num::Int(*want), "{spec}");
+        }
+        // Labels, units and `?:` side by side; `==` and `<=` are no labels.
+        let e = FieldExpr::parse("top=a>b?a:b:segments").unwrap();
+        assert_eq!(
+            (e.label.as_str(), e.unit.as_deref()),
+            ("top", Some("segments"))
+        );
+        let e = FieldExpr::parse("a>b?a:b").unwrap();
+        assert_eq!((e.label.as_str(), e.unit.as_deref()), ("a>b?a:b", None));
+        assert_eq!(FieldExpr::parse("a==b").unwrap().fields, ["a", "b"]);
+        assert_eq!(
+            FieldExpr::parse("a<=b:x").unwrap().unit.as_deref(),
+            Some("x")
+        );
+        // The kernel's "not set yet" ssthresh has no value.
+        let s = "ssthresh=snd_ssthresh<0x7fffffff?snd_ssthresh:0/0:segments";
+        let unset = eval_with(s, &[("snd_ssthresh", Num::Int(0x7fff_ffff))]);
+        assert!(matches!(unset, Err(EvalError::Arithmetic(_))));
+        assert_eq!(
+            eval_with(s, &[("snd_ssthresh", Num::Int(42))]),
+            Ok(Num::Int(42))
+        );
         // The kernel's 8×µs smoothed RTT in milliseconds.
         let rtt = eval_with("(srtt_us>>3)/1000", &[("srtt_us", Num::Int(8 * 1500))]);
         assert_eq!(rtt.unwrap(), Num::Float(1.5));
@@ -475,12 +634,15 @@ mod tests {
     fn errors_are_clear_not_panics() {
         for bad in [
             "", "a+", "(a", "a)", "1..2", "a[", "a[x]", "a.", "=a", "9x=a", "a:", "a b", "#",
-            "0xZZ", "a..b",
+            "0xZZ", "a..b", "a?b", "a?b:", "?a:b", "a=", "a<", "a===b", "a!b",
         ] {
             assert!(FieldExpr::parse(bad).is_err(), "{bad:?} parsed");
         }
         let deep = format!("{}a{}", "(".repeat(200), ")".repeat(200));
         let e = FieldExpr::parse(&deep).unwrap_err();
+        assert!(e.reason.contains("deeper"), "{e}");
+        let chain = format!("{}0", "a?1:".repeat(200));
+        let e = FieldExpr::parse(&chain).unwrap_err();
         assert!(e.reason.contains("deeper"), "{e}");
         // Long, but flat: parsed without deep recursion; past the length limit: refused.
         assert!(FieldExpr::parse(&("a+".repeat(300) + "a")).is_ok());

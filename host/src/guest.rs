@@ -1592,6 +1592,31 @@ mod tests {
     }
 
     #[test]
+    fn fields_resolve_per_mark_when_several_are_watched() {
+        use crate::watch::{check_fields_resolve, resolve_fields, Watched};
+        let (s, m) = guest();
+        let mut marks = open_all(&s, &m, 5).unwrap();
+        let answer = marks.marks.pop_first().expect("the mark").1;
+        let fields = ["answer".to_string(), "other.x".to_string()];
+        // One mark: a field it lacks is an error, as before.
+        assert!(resolve_fields(&answer, &fields, false).is_err());
+        // Several: an absent column, empty in this mark's rows; its own field has a value.
+        let cols = resolve_fields(&answer, &fields, true).unwrap();
+        assert!(!cols[0].is_absent() && cols[1].is_absent());
+        assert_eq!(cols[1].text(&42i32.to_le_bytes()), "");
+        assert_eq!(
+            crate::sample::csv_header(&cols).rsplit(',').next(),
+            Some("other.x")
+        );
+        let mut watched = BTreeMap::new();
+        watched.insert("demo/answer".to_string(), Watched::new(answer, cols));
+        // No watched mark has `other.x`: the watch does not start.
+        let e = check_fields_resolve(&watched, &fields).unwrap_err();
+        assert!(e.to_string().contains("other"), "{e}");
+        assert!(check_fields_resolve(&watched, &fields[..1]).is_ok());
+    }
+
+    #[test]
     fn too_many_modules_is_an_error_item_not_unbounded_work() {
         let (mut s, m) = guest();
         for i in 0..limits::LIVE_MAX_MODULES_PER_DOMAIN + 10 {

@@ -25,9 +25,9 @@ use crate::guest::{
 };
 use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
 use crate::watch::{
-    apply_refresh, binding_after, resolve_fields, BackendError, Binding, Bound, EndReason,
-    HelperEpoch, PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch, Subscribe,
-    Watched,
+    apply_refresh, binding_after, check_fields_resolve, resolve_fields, BackendError, Binding,
+    Bound, EndReason, HelperEpoch, PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent,
+    StoreWatch, Subscribe, Watched,
 };
 use crate::xen::{
     self, ControlPage, DomainMapper, EventChannel, ForeignMemory, XenControl, XenStore,
@@ -533,9 +533,11 @@ impl Session<'_> {
                 Format::Json => line.clone(),
                 Format::Csv => sample::csv_row(meta, &w.fields, &self.buf),
                 Format::Pretty if !w.fields.is_empty() => {
+                    // A column another watched mark has is not this mark's to show.
                     let cols: Vec<String> = w
                         .fields
                         .iter()
+                        .filter(|c| !c.is_absent())
                         .map(|c| escape(&c.pretty(&self.buf)).into_owned())
                         .collect();
                     format!(
@@ -590,15 +592,17 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
     let mut helpers = HelperEpoch::default();
     helpers.observe(&first.helper);
     let mut watched: BTreeMap<String, Watched> = BTreeMap::new();
+    let several = first.marks.len() > 1;
     for (spec, update) in first.marks {
         let m = match update {
             MarkUpdate::Opened(m) => *m,
             MarkUpdate::Gone(e) => return Err(e.into()),
             MarkUpdate::Unchanged => return Err(GuestError::NoSuchMark(spec).into()),
         };
-        let fields = resolve_fields(&m, &opts.fields)?;
+        let fields = resolve_fields(&m, &opts.fields, several)?;
         watched.insert(spec, Watched::new(m, fields));
     }
+    check_fields_resolve(&watched, &opts.fields)?;
     let mut s = Session {
         opts,
         out,

@@ -189,7 +189,7 @@ enum Command {
         #[command(flatten)]
         dump: DumpStyle,
     },
-    /// Plot fields of a recording over time (SVG).
+    /// Plot fields of a recording over time (SVG, PNG), phases of the run marked.
     Plot {
         /// Recording (JSON lines, from `watch --record`).
         recording: std::path::PathBuf,
@@ -200,9 +200,13 @@ enum Command {
         /// Only samples of this mark.
         #[arg(long)]
         mark: Option<String>,
-        /// Output file.
+        /// Output file: `.png` is written as PNG, anything else as SVG. Repeatable.
         #[arg(short, long, default_value = "vmark-plot.svg")]
-        output: std::path::PathBuf,
+        output: Vec<std::path::PathBuf>,
+        /// Phases to mark and summarise: a file of `T_NS LABEL` lines, T_NS in the
+        /// recording's clock (nanoseconds since the epoch, as `date +%s%N` prints).
+        #[arg(long, value_name = "FILE")]
+        phases: Option<std::path::PathBuf>,
     },
 }
 
@@ -349,9 +353,19 @@ fn run(command: Command) -> Result<(), Failed> {
             fields,
             mark,
             output,
+            phases,
         } => {
-            let summary =
-                vmark_host::plot::plot_recording(&recording, &fields, mark.as_deref(), &output)?;
+            let phases = match phases {
+                Some(f) => vmark_host::plot::read_phases(&f)?,
+                None => Vec::new(),
+            };
+            let req = vmark_host::plot::PlotRequest {
+                fields,
+                mark,
+                phases,
+                outputs: output,
+            };
+            let summary = vmark_host::plot::plot_recording(&recording, &req)?;
             println!("{summary}");
             Ok(())
         }

@@ -476,6 +476,20 @@ impl Column {
         Ok(Column { expr, paths })
     }
 
+    /// A column that a mark does not have (watching several marks, a field may belong to
+    /// one of them): its header is `spec`'s, its value always empty.
+    pub fn absent(spec: &str) -> Result<Column, DecodeError> {
+        Ok(Column {
+            expr: FieldExpr::parse(spec)?,
+            paths: Vec::new(),
+        })
+    }
+
+    /// Whether this mark lacks the column ([`Column::absent`]).
+    pub fn is_absent(&self) -> bool {
+        self.paths.len() != self.expr.fields.len()
+    }
+
     /// Its header: the field, or the expression's label and unit.
     pub fn title(&self) -> String {
         self.expr.title()
@@ -493,6 +507,9 @@ impl Column {
     /// Its value in one sample's bytes: a field's leaf as [`leaf_text`] renders it, an
     /// expression's result; empty when a field does not read or the arithmetic fails.
     pub fn text(&self, bytes: &[u8]) -> String {
+        if self.is_absent() {
+            return String::new();
+        }
         if self.expr.as_field().is_some() {
             return leaf_text(self.paths[0].read(bytes));
         }

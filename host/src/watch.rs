@@ -12,6 +12,7 @@
 //!   helper module reloaded) or released;
 //! - [`EndReason`]: why a watch ended, and its exit status.
 
+use crate::decode::DecodeError;
 use crate::guest::{GuestError, HelperInfo, MarkUpdate, OpenMark, Refresh};
 use crate::sample::Column;
 use std::collections::BTreeMap;
@@ -44,20 +45,23 @@ impl<'a> PauseGuard<'a> {
     /// Pauses `domid` (signals blocked first, so none can end the process in between).
     pub fn pause(pauser: &'a dyn Pauser, domid: u32) -> Result<Self, BackendError> {
         let signals = SignalsHeld::block();
+        // From the request on: the guest may stop as soon as the hypercall starts.
+        let at = Instant::now();
         pauser.pause(domid)?;
         Ok(PauseGuard {
             pauser,
             domid,
-            at: Instant::now(),
+            at,
             resumed: false,
             _signals: signals,
         })
     }
 
-    /// Unpauses; returns how long the domain was paused (ns).
+    /// Unpauses; returns how long the domain was paused at most (ns): from the pause
+    /// request to the unpause's return, both hypercalls included.
     pub fn resume(mut self) -> Result<u64, BackendError> {
-        let paused = self.at.elapsed().as_nanos() as u64;
         self.pauser.unpause(self.domid)?;
+        let paused = self.at.elapsed().as_nanos() as u64;
         // Only once the unpause worked: after a failed one, drop tries again.
         self.resumed = true;
         Ok(paused)
@@ -388,16 +392,52 @@ impl HelperEpoch {
 /// recording and the live output.
 pub type Note = (&'static str, String, String);
 
-/// Resolves `--fields` (fields or derived expressions) against an open mark's type.
-pub fn resolve_fields(m: &OpenMark, fields: &[String]) -> Result<Vec<Column>, GuestError> {
+/// Resolves `--fields` (fields or derived expressions) against an open mark's type. With
+/// `several` marks watched, a field this mark lacks is an absent column (an empty cell in
+/// its rows; [`check_fields_resolve`] makes sure some mark has it); with one, an error.
+pub fn resolve_fields(
+    m: &OpenMark,
+    fields: &[String],
+    several: bool,
+) -> Result<Vec<Column>, GuestError> {
     fields
         .iter()
-        .map(|f| Column::resolve(&m.manifest.types, m.mark.ty, &m.mark.name, f))
+        .map(
+            |f| match Column::resolve(&m.manifest.types, m.mark.ty, &m.mark.name, f) {
+                Err(DecodeError::NoSuchField(..)) if several => Column::absent(f),
+                other => other,
+            },
+        )
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| GuestError::Decode {
             mark: m.mark.name.clone(),
             source,
         })
+}
+
+/// Every `--fields` column belongs to at least one watched mark; else the error of
+/// resolving it in the first mark.
+pub fn check_fields_resolve(
+    watched: &BTreeMap<String, Watched>,
+    fields: &[String],
+) -> Result<(), GuestError> {
+    for (i, f) in fields.iter().enumerate() {
+        let some = watched
+            .values()
+            .any(|w| w.fields.get(i).is_some_and(|c| !c.is_absent()));
+        if some {
+            continue;
+        }
+        if let Some(m) = watched.values().find_map(|w| w.open.as_ref()) {
+            Column::resolve(&m.manifest.types, m.mark.ty, &m.mark.name, f).map_err(|source| {
+                GuestError::Decode {
+                    mark: m.mark.name.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies a refresh to the watched marks: withdrawn marks are dropped (their mappings
@@ -416,6 +456,7 @@ pub fn apply_refresh(
     helpers: &mut HelperEpoch,
 ) -> Vec<Note> {
     let mut notes = Vec::new();
+    let several = watched.len() > 1;
     let epoch = helpers.observe(&refresh.helper);
     for (spec, update) in refresh.marks {
         let Some(w) = watched.get_mut(&spec) else {
@@ -436,7 +477,7 @@ pub fn apply_refresh(
                 }
             }
             MarkUpdate::Opened(m) => {
-                let fresh = match resolve_fields(&m, fields) {
+                let fresh = match resolve_fields(&m, fields, several) {
                     Ok(f) => f,
                     Err(e) => {
                         if w.open.take().is_some() {

@@ -278,9 +278,74 @@ scenario() {
 	g "$G" helper_in
 	sleep 2
 	"$VMARK" list "$G" --json > "$d/list-end.json" 2> "$d/list-end.err"
+	options "$G"
 	g "$G" "values Z"; grab "$G" VAL Z
 	introspection "$G" "$([ "$(cat "$d/type")" = pv ] && echo dump)"
 	say "$G: done"
+}
+
+# x GUEST NAME COMMAND...: vmark COMMAND into OUT/GUEST/opt/NAME.{out,err,rc}.
+x() {
+	local o=$OUT/$1/opt/$2
+	shift 2
+	"$VMARK" "$@" > "$o.out" 2> "$o.err"
+	echo $? > "$o.rc"
+}
+
+# options GUEST: the documented commands and options that only a live domain
+# exercises (issue 12), each against what the guest itself says (kinfo,
+# values) or against another way to the same bytes.
+options() {
+	local G=$1 d=$OUT/$1/opt k v pa addr mfn dom t0 t1 how
+	local -A kv
+	mkdir -p "$d"
+	say "$G: options: sym, read-va, read-pa, --pid, --source xen: --path/--follow, read and watch forms"
+	g "$G" "kinfo K"; grab "$G" KINFO K
+	while IFS='=' read -r k v; do kv[$k]=$v; done < "$OUT/$G/kinfo-K.txt"
+	x "$G" sym sym "xen:$G" linux_banner _text --json
+	x "$G" read-va read-va "xen:$G" linux_banner 64 --raw
+	x "$G" read-va-off read-va "xen:$G" linux_banner+6 7 --raw
+	x "$G" read-va-hex read-va "xen:$G" "0x${kv[banner]}" 16 --hex
+	x "$G" read-va-pid read-va "xen:$G" "0x${kv[vdso]}" 4 --pid 1 --raw
+	# linux_banner's physical address, from the guest's own iomem and kallsyms (else
+	# from where x86-64 maps the kernel: __START_KERNEL_map, phys_base 0); a PV guest's
+	# physical space is machine frames: its pfn -> mfn from xen-mfndump.
+	if [ -n "${kv[code]:-}" ]; then
+		how=iomem pa=$(( 0x${kv[code]} + 0x${kv[banner]:-0} - 0x${kv[text]:-0} ))
+	else
+		how=kernel-map pa=$(( 0x${kv[banner]:-0} - 0xffffffff80000000 ))
+	fi
+	addr=$pa
+	if [ "$(cat "$OUT/$G/type")" = pv ]; then
+		dom=$(cat "$OUT/$G/domid")
+		mfn=$(/usr/lib/xen-4.17/bin/xen-mfndump dump-p2m "$dom" 2> "$d/mfndump.err" |
+			sed -n "s/^ *pfn=$(printf '0x%x' $((pa >> 12))) ==> mfn=\(0x[0-9a-f]*\).*/\1/p")
+		addr=$(( (${mfn:-0} << 12) | (pa & 0xfff) )) how="$how, mfn ${mfn:-none}"
+	fi
+	printf 'pa=0x%x addr=0x%x (%s)\n' "$pa" "$addr" "$how" > "$d/read-pa.addr"
+	x "$G" read-pa read-pa "xen:$G" "$(printf '0x%x' "$addr")" 64 --raw
+	x "$G" list-src list --source "xen:$G" --json
+	x "$G" read-src-path read --source "xen:$G" demo_tp --path 'demo_tp->snd_cwnd' --json
+	x "$G" read-src-follow read --source "xen:$G" demo_tp --follow 1 --json
+	x "$G" read-pretty read "$G" demo_state
+	x "$G" read-pause read "$G" marks_demo/counter --pause --json
+	x "$G" watch-every watch "$G" counter --every 200ms --count 10 --format json
+	x "$G" watch-pretty watch "$G" counter demo_state --every 100ms --count 4
+	x "$G" watch-csv watch "$G" counter demo_hist demo_state --every 100ms --count 6 \
+		--format csv --fields 'counter,demo_hist[1],level=demo_state.level:steps'
+	x "$G" watch-pause watch "$G" counter --every 50ms --count 10 --pause --format json
+	x "$G" watch-rate watch "$G" counter --every 10ms --max-rate 20 --count 10 --format json
+	x "$G" watch-limit watch "$G" demo_tcp --every 50ms --count 10 --quiet \
+		--record "$d/limited.jsonl" --record-limit 30K
+	x "$G" read-id read "$(cat "$OUT/$G/domid")" counter --json
+	t0=$(date +%s%N)
+	x "$G" watch-duration watch "$G" counter --every 100ms --duration 2s --format json
+	t1=$(date +%s%N)
+	echo "$(( (t1 - t0) / 1000000 ))" > "$d/watch-duration.ms"
+	x "$G" watch-record watch "$G" counter --every 100ms --count 8 --quiet --record "$d/rec.jsonl"
+	x "$G" plot plot "$d/rec.jsonl" counter 'twice=counter*2:n' --mark counter \
+		-o "$d/plot.svg" -o "$d/plot.png"
+	g "$G" "values O"; grab "$G" VAL O
 }
 
 # introspection GUEST [dump]: the guest's own process and module lists, then
@@ -323,6 +388,7 @@ other_kernel() {
 	g "$G" 'echo "VMARK-UNAME X $(uname -r)"'
 	grab "$G" UNAME X
 	"$VMARK" list "$G" --json > "$d/list.json" 2> "$d/list.err"
+	"$VMARK" list "$G" > "$d/list.txt" 2>&1
 	g "$G" "values A"; grab "$G" VAL A
 	reads "$G" A
 	watch_start "$G" watch1

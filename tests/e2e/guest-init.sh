@@ -44,6 +44,18 @@ lists() {
 	echo "VMARK-PS $1 END ps=$ps"
 	sed "s/^/VMARK-MOD $1 /" /proc/modules
 }
+# kinfo TAG: addresses and text the host's live reads are checked against:
+# linux_banner's and _text's virtual addresses (kallsyms), where the kernel's
+# code starts physically (iomem), where init's vDSO is mapped, the release.
+kinfo() {
+	local code
+	echo "VMARK-KINFO $1 banner=$(grep ' linux_banner$' /proc/kallsyms | cut -d' ' -f1)"
+	echo "VMARK-KINFO $1 text=$(grep ' _text$' /proc/kallsyms | cut -d' ' -f1)"
+	code=$(grep 'Kernel code' /proc/iomem | head -n 1 | sed 's/^ *//; s/-.*//')
+	echo "VMARK-KINFO $1 code=$code"
+	echo "VMARK-KINFO $1 vdso=$(grep '\[vdso\]' /proc/1/maps | cut -d- -f1)"
+	echo "VMARK-KINFO $1 release=$(uname -r)"
+}
 # churn SECONDS: rewrites the published tree's generation in a loop, straight
 # through the xenbus device (raw XS_WRITE messages: type 11, no reply read), as
 # a hostile guest could; prints how many writes it made.
