@@ -469,6 +469,7 @@ fn check_guest(out: &Path, guest: &str, fail: &mut Vec<String>) -> Vec<String> {
     // dom0-scenario.sh dumps the PV guest here; the PVH one in a run of its own.
     let pv = read_text(&d.join("type")).as_deref().map(str::trim) == Some("pv");
     check_options(&d, pv, &mut bad, &mut figures);
+    check_consistency(&d, &mut bad, &mut figures);
     check_introspection(&d, pv, &mut bad);
     if pv {
         figures.extend(check_faults(&d, &mut bad));
@@ -971,6 +972,77 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
         if n != 8 || points != 8 || !png.starts_with(b"\x89PNG") || !svg.contains("twice (n)") {
             bad(format!("(o) plot of an 8-sample recording ({n} lines): {points} points in the SVG, PNG {} bytes", png.len()));
         }
+    }
+}
+
+/// (p) Captures of `counter` and `demo_state` while the guest bumps both in one write
+/// section: under `--pause` every capture holds the invariant (demo_state.lo - counter =
+/// 0x55667788 mod 2^32), each sample says how long the guest was paused, the counter moved
+/// during the watch; read one after the other, how often the pair was seen broken is a figure.
+fn check_consistency(d: &Path, bad: &mut impl FnMut(String), figures: &mut Vec<String>) {
+    let o = d.join("opt");
+    let pairs = |name: &str| -> Vec<(Value, Value)> {
+        let lines = json_lines(&o.join(format!("{name}.out")));
+        lines
+            .chunks(2)
+            .filter_map(|p| match p {
+                [c, s]
+                    if c["mark"] == "marks_demo/counter"
+                        && s["mark"] == "marks_demo/demo_state" =>
+                {
+                    Some((c.clone(), s.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let holds = |(c, s): &(Value, Value)| -> bool {
+        match (c["value"].as_u64(), s["value"]["lo"].as_u64()) {
+            (Some(c), Some(lo)) => lo.wrapping_sub(c) & 0xffff_ffff == 0x5566_7788,
+            _ => false,
+        }
+    };
+    for name in ["cons-free", "cons-paused"] {
+        let rc = read_text(&o.join(format!("{name}.rc"))).unwrap_or_default();
+        if rc.trim() != "0" {
+            let err = read_text(&o.join(format!("{name}.err"))).unwrap_or_default();
+            bad(format!("(p) {name}: exit {} {}", rc.trim(), err.trim()));
+        }
+    }
+    let paused = pairs("cons-paused");
+    let broken: Vec<&(Value, Value)> = paused.iter().filter(|p| !holds(p)).collect();
+    let torn = paused
+        .iter()
+        .filter(|(c, s)| c["consistent"] != true || s["consistent"] != true)
+        .count();
+    let same_pause = paused
+        .iter()
+        .all(|(c, s)| c["paused_ns"].as_u64().is_some() && c["paused_ns"] == s["paused_ns"]);
+    let moved = match (paused.first(), paused.last()) {
+        (Some(a), Some(b)) => b.0["value"].as_u64() > a.0["value"].as_u64(),
+        _ => false,
+    };
+    if paused.len() != 60 || !broken.is_empty() || torn > 0 || !same_pause || !moved {
+        bad(format!(
+            "(p) --pause captures: {} pairs, {} broken (first: {:?}), {torn} torn, one pause per capture: {same_pause}, counter moved: {moved}",
+            paused.len(),
+            broken.len(),
+            broken.first()
+        ));
+    }
+    let free = pairs("cons-free");
+    let free_broken = free.iter().filter(|p| !holds(p)).count();
+    let err = read_text(&o.join("cons-paused.err")).unwrap_or_default();
+    figures.push(format!(
+        "(p) two marks while the guest bumps: {free_broken} of {} unpaused captures saw the pair broken, 0 of {} under --pause; {}",
+        free.len(),
+        paused.len(),
+        summary_line(&err, "pause per capture").unwrap_or_else(|| "no pause summary".into())
+    ));
+    if summary_line(&err, "pause per capture").is_none() {
+        bad(format!(
+            "(p) the --pause watch's summary has no pause figures: {err}"
+        ));
     }
 }
 

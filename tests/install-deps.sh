@@ -22,6 +22,8 @@ packages=(
 	libclang-dev dwarves gcc make perl
 	# the TCP traffic generator and the tcp-monitor check's judge, the trace decoder
 	python3
+	# text in the PNG plots (vmark plot -o x.png draws with the system's fonts)
+	fonts-dejavu-core
 )
 # QEMU packages that must all come from bookworm when any is installed.
 qemu_family=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils qemu-block-extra)

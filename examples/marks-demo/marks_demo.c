@@ -11,6 +11,14 @@
  *   echo bump > /sys/kernel/debug/vmark_demo/ctl       counter++, state moves
  *   echo 'bump 5' > /sys/kernel/debug/vmark_demo/ctl   five bumps
  *   echo 'trigger 3' > /sys/kernel/debug/vmark_demo/ctl  VMARK_TRIGGER() x3
+ *   echo 'bump_for 5000' > /sys/kernel/debug/vmark_demo/ctl  bumps for 5 s
+ *
+ * A bump changes the counter and the other marks in one write section of the
+ * counter, so demo_state.lo - counter stays 0x55667788 (mod 2^32) whenever no
+ * write is open: a host that pauses the guest once and reads both marks sees
+ * it hold, a host that reads the two marks one after the other while bumps go
+ * on may not.  "bump_for" bumps with a pause between bumps, so the guest stays
+ * responsive and a write is open only a small part of the time.
  *
  * Each ctl write logs how long its loop took ("trigger 3 in 850 ns"): the
  * end-to-end test measures the cost of VMARK_TRIGGER with it.
@@ -18,6 +26,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -32,6 +41,10 @@
 #define DEMO_HIST_LEN 8
 /* Upper bound of one "bump N" or "trigger N" write, so a write stays short. */
 #define DEMO_MAX_REPEAT 1000000U
+/* Upper bound of one "bump_for MS" write, in ms. */
+#define DEMO_MAX_BUMP_MS 60000U
+/* Between two bumps of "bump_for", in microseconds. */
+#define DEMO_BUMP_GAP_US 50
 
 enum demo_phase {
 	DEMO_IDLE,
@@ -93,17 +106,36 @@ static struct dentry *demo_dir;
 
 static void demo_bump(void)
 {
+	/*
+	 * The unsequenced marks change too, so a host sees them move, and in the
+	 * counter's write section: the counter's sequence covers them all.
+	 */
 	VMARK_WRITE_BEGIN(demo_counter);
 	demo_counter++;
-	VMARK_WRITE_END(demo_counter);
-
-	/* Unsequenced marks change too, so a host sees them move. */
 	demo_hist[demo_counter % DEMO_HIST_LEN]++;
 	demo_state.level = (demo_state.level + 1) & 0xfff;
 	demo_state.delta = demo_state.delta == 63 ? -64 : demo_state.delta + 1;
 	demo_state.lo++;
 	demo_tcp.bytes_received += 1000;
 	demo_tcp.snd_cwnd++;
+	VMARK_WRITE_END(demo_counter);
+}
+
+/* Bumps until @ms milliseconds have passed; returns how many bumps. */
+static unsigned int demo_bump_for(unsigned int ms)
+{
+	u64 end = ktime_get_ns() + (u64)ms * NSEC_PER_MSEC;
+	unsigned int n = 0;
+
+	while (ktime_get_ns() < end) {
+		mutex_lock(&demo_lock);
+		demo_bump();
+		mutex_unlock(&demo_lock);
+		n++;
+		udelay(DEMO_BUMP_GAP_US);
+		cond_resched();
+	}
+	return n;
 }
 
 static int demo_values_show(struct seq_file *m, void *v)
@@ -153,6 +185,13 @@ static ssize_t demo_ctl_write(struct file *file, const char __user *ubuf,
 		return -EFAULT;
 	buf[len] = '\0';
 	arg = strim(buf);
+	if (str_has_prefix(arg, "bump_for ")) {
+		if (kstrtouint(skip_spaces(arg + strlen("bump_for ")), 0, &n) ||
+		    n > DEMO_MAX_BUMP_MS)
+			return -EINVAL;
+		pr_info("bump_for %u ms: %u bumps\n", n, demo_bump_for(n));
+		return len;
+	}
 	/* "bump" / "trigger" take an optional repeat count. */
 	bump = str_has_prefix(arg, "bump");
 	if (bump)

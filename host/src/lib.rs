@@ -9,10 +9,12 @@
 //! - [`publish`]: the xenstore layout the guest helper publishes, parsed and validated;
 //! - [`guest`]: a guest's published marks opened, manifests shared by content;
 //! - [`watch`]: what keeps `vmark watch` bounded and safe whatever the guest does;
+//! - [`capture`]: several marks read in one pause of the domain (`--pause`);
 //! - `xen` (feature `xen`): live access through Xen's libraries.
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod cli_introspect;
 pub mod decode;
 pub mod expr;

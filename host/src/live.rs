@@ -19,15 +19,17 @@
 //!   so the guest is always left running;
 //! - the recording caps its size and survives a full disk ([`Recorder`]).
 
+use crate::capture;
 use crate::frames::FrameMapper;
 use crate::guest::{
     self, GuestError, GuestMarks, MarkSpec, MarkUpdate, OpenMark, Refresher, Store,
 };
+use crate::reader::ReadInfo;
 use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
 use crate::watch::{
     apply_refresh, binding_after, check_fields_resolve, resolve_fields, BackendError, Binding,
-    Bound, EndReason, HelperEpoch, PauseGuard, Pauser, RateLimiter, Resubscribe, StoreEvent,
-    StoreWatch, Subscribe, Watched,
+    Bound, EndReason, HelperEpoch, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch,
+    Subscribe, Watched,
 };
 use crate::xen::{
     self, ControlPage, DomainMapper, EventChannel, ForeignMemory, XenControl, XenStore,
@@ -149,18 +151,30 @@ fn take(
     last_triggers: &mut BTreeMap<String, u64>,
     pause: Option<(&dyn Pauser, u32)>,
 ) -> Result<SampleMeta, LiveError> {
-    let guard = match pause {
-        Some((p, domid)) => Some(PauseGuard::pause(p, domid).map_err(LiveError::Pause)?),
-        None => None,
+    let (info, paused_ns) = match pause {
+        Some((p, domid)) => {
+            let mut bufs = [std::mem::take(buf)];
+            let c =
+                capture::capture(p, domid, &[&m.mapped], &mut bufs).map_err(LiveError::Pause)?;
+            *buf = std::mem::take(&mut bufs[0]);
+            (c.reads[0], Some(c.paused_ns))
+        }
+        None => (m.mapped.read(buf, retries), None),
     };
-    let info = m.mapped.read(buf, retries);
-    let paused_ns = match guard {
-        Some(g) => Some(g.resume().map_err(LiveError::Pause)?),
-        None => None,
-    };
+    Ok(sample_meta(m, info, cause, last_triggers, paused_ns))
+}
+
+/// A sample's metadata from what its read found.
+fn sample_meta(
+    m: &OpenMark,
+    info: ReadInfo,
+    cause: Cause,
+    last_triggers: &mut BTreeMap<String, u64>,
+    paused_ns: Option<u64>,
+) -> SampleMeta {
     let key = format!("{}/{}", m.module, m.mark.name);
     let prev = last_triggers.insert(key.clone(), info.triggers);
-    Ok(SampleMeta {
+    SampleMeta {
         t_ns: sample::now_ns(),
         mark: key,
         cause,
@@ -171,7 +185,7 @@ fn take(
         seq: info.seq,
         latency_ns: None,
         paused_ns,
-    })
+    }
 }
 
 /// Triggers fired since the counter read `prev`. A counter that went backwards belongs
@@ -419,7 +433,8 @@ struct Session<'a> {
     recorder: Option<Recorder>,
     recording_failed: bool,
     taken: u64,
-    buf: Vec<u8>,
+    /// One buffer per mark of a round, kept between rounds.
+    bufs: Vec<Vec<u8>>,
     xc: XenControl,
     clock: Option<ClockOffset>,
 }
@@ -457,7 +472,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Samples every open mark once.
+    /// Samples every open mark once: with `--pause`, all of them in one pause (one capture).
     fn round(
         &mut self,
         cause: Cause,
@@ -465,35 +480,57 @@ impl Session<'_> {
         control: Option<&ControlPage>,
     ) -> Result<Result<(), Gone>, LiveError> {
         let several = self.watched.len() > 1;
-        let keys: Vec<String> = self.watched.keys().cloned().collect();
-        for k in keys {
-            if self.opts.count.is_some_and(|c| self.taken >= c) {
-                break;
-            }
-            let Some(m) = self.watched.get(&k).and_then(|w| w.open.as_ref()) else {
-                continue;
-            };
-            if cause == Cause::Trigger && !m.mark.flags.can_trigger() && several {
-                continue;
-            }
-            let pause = self
-                .opts
-                .pause
-                .then_some((&self.xc as &dyn Pauser, self.domid));
-            let mut meta = match take(
-                m,
-                &mut self.buf,
-                self.opts.retries,
-                cause,
-                &mut self.last_triggers,
-                pause,
-            ) {
-                Ok(meta) => meta,
-                Err(LiveError::Pause(_)) if !self.xc.domain_alive(self.domid) => {
-                    return Ok(Err(Gone))
+        let left = self
+            .opts
+            .count
+            .map_or(u64::MAX, |c| c.saturating_sub(self.taken));
+        let keys: Vec<String> = self
+            .watched
+            .iter()
+            .filter(|(_, w)| {
+                w.open.as_ref().is_some_and(|m| {
+                    cause != Cause::Trigger || m.mark.flags.can_trigger() || !several
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .take(usize::try_from(left).unwrap_or(usize::MAX))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Ok(()));
+        }
+        let open = |k: &String| self.watched.get(k).and_then(|w| w.open.as_ref());
+        // Each mark's read and bytes; in one pause of the domain with --pause.
+        let mut bufs = std::mem::take(&mut self.bufs);
+        bufs.resize_with(keys.len(), Vec::new);
+        let (reads, paused_ns): (Vec<ReadInfo>, Option<u64>) = if self.opts.pause {
+            let marks: Vec<&crate::reader::MappedMark> = keys
+                .iter()
+                .filter_map(|k| open(k).map(|m| &m.mapped))
+                .collect();
+            match capture::capture(&self.xc, self.domid, &marks, &mut bufs) {
+                Ok(c) => {
+                    self.stats.pauses.record(c.paused_ns);
+                    self.stats.repauses += u64::from(c.repauses);
+                    (c.reads, Some(c.paused_ns))
                 }
-                Err(e) => return Err(e),
+                Err(_) if !self.xc.domain_alive(self.domid) => return Ok(Err(Gone)),
+                Err(e) => return Err(LiveError::Pause(e)),
+            }
+        } else {
+            let reads = keys
+                .iter()
+                .zip(bufs.iter_mut())
+                .filter_map(|(k, buf)| Some(open(k)?.mapped.read(buf, self.opts.retries)))
+                .collect();
+            (reads, None)
+        };
+        let mut result = Ok(Ok(()));
+        for ((k, info), buf) in keys.iter().zip(reads).zip(&bufs) {
+            let Some(m) = self.watched.get(k).and_then(|w| w.open.as_ref()) else {
+                continue;
             };
+            let can_trigger = m.mark.flags.can_trigger();
+            let mut meta = sample_meta(m, info, cause, &mut self.last_triggers, paused_ns);
             if let Some(at) = woke {
                 // Trigger to sample on the host's clock when the clocks are calibrated;
                 // otherwise only the host's part (wake-up to sample).
@@ -508,37 +545,42 @@ impl Session<'_> {
             } else {
                 self.stats.timer_samples += 1;
             }
-            if m.mark.flags.can_trigger() {
+            if can_trigger {
                 self.stats.folded_triggers += meta.folded;
             }
             if !meta.consistent {
                 self.stats.torn += 1;
             }
-            self.emit(&k, &meta)?;
+            if let Err(e) = self.emit(k, &meta, buf) {
+                result = Err(e);
+                break;
+            }
             self.taken += 1;
         }
-        Ok(Ok(()))
+        // The buffers stay for the next round (no allocation per sample).
+        self.bufs = bufs;
+        result
     }
 
-    fn emit(&mut self, key: &str, meta: &SampleMeta) -> Result<(), LiveError> {
+    fn emit(&mut self, key: &str, meta: &SampleMeta, bytes: &[u8]) -> Result<(), LiveError> {
         let Some(w) = self.watched.get(key) else {
             return Ok(());
         };
         let Some(m) = &w.open else { return Ok(()) };
-        let line = meta.to_json_line(&m.plan.to_json(&self.buf));
+        let line = meta.to_json_line(&m.plan.to_json(bytes));
         let text = if self.opts.quiet {
             None
         } else {
             Some(match self.opts.format {
                 Format::Json => line.clone(),
-                Format::Csv => sample::csv_row(meta, &w.fields, &self.buf),
+                Format::Csv => sample::csv_row(meta, &w.fields, bytes),
                 Format::Pretty if !w.fields.is_empty() => {
                     // A column another watched mark has is not this mark's to show.
                     let cols: Vec<String> = w
                         .fields
                         .iter()
                         .filter(|c| !c.is_absent())
-                        .map(|c| escape(&c.pretty(&self.buf)).into_owned())
+                        .map(|c| escape(&c.pretty(bytes)).into_owned())
                         .collect();
                     format!(
                         "{} {:<7} {} triggers={} (+{}) {}",
@@ -558,7 +600,7 @@ impl Session<'_> {
                     meta.triggers,
                     meta.folded,
                     if meta.consistent { "" } else { " TORN" },
-                    m.plan.to_pretty(&self.buf).trim_end_matches('\n')
+                    m.plan.to_pretty(bytes).trim_end_matches('\n')
                 ),
             })
         };
@@ -616,7 +658,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         recorder,
         recording_failed: false,
         taken: 0,
-        buf: Vec::new(),
+        bufs: Vec::new(),
         xc,
         clock: None,
     };

@@ -682,6 +682,10 @@ pub struct RunStats {
     pub folded_triggers: u64,
     /// Trigger-to-sample latencies of trigger samples (ns).
     pub latency: LatencyHistogram,
+    /// Time the domain was paused per capture (`--pause`; ns).
+    pub pauses: LatencyHistogram,
+    /// Pauses repeated for a write found open (`--pause`).
+    pub repauses: u64,
     /// Round trip of the clock calibration, when the guest's clock could be calibrated
     /// (latencies then run from the guest's trigger); `None`: host wake-up to sample only.
     pub clock_rtt_ns: Option<u64>,
@@ -721,6 +725,16 @@ impl RunStats {
                 None => "host wake-up to sample only: guest clock not calibrated".to_string(),
             }
         );
+        if !self.pauses.is_empty() {
+            s.push_str(&format!(
+                "\npause per capture: p50 {}, p99 {}, max {} (n = {}; paused again for a write found open: {})",
+                us(self.pauses.percentile(50.0)),
+                us(self.pauses.percentile(99.0)),
+                us(self.pauses.percentile(100.0)),
+                self.pauses.len(),
+                self.repauses
+            ));
+        }
         s.push_str(&format!(
             "\nrate limit: {} rounds/s; wake-ups folded into a later round by it: {}",
             self.max_rate, self.rate_limited

@@ -29,6 +29,11 @@ pub const WATCH_REFRESH_MIN_INTERVAL_MS: u64 = 500;
 /// Default limit of sampling rounds per second of `vmark watch` (`--max-rate`). Wake-ups
 /// over it are folded into the next round (their triggers stay accounted for) and counted.
 pub const WATCH_DEFAULT_MAX_RATE: u32 = 2000;
+/// Pauses beyond the first of one `--pause` capture when a write is found open (the guest
+/// is let run between them to finish it); then the open mark is reported torn.
+pub const CAPTURE_MAX_REPAUSES: u32 = 8;
+/// How long (µs) a `--pause` capture lets the guest run to finish an open write.
+pub const CAPTURE_REPAUSE_GAP_US: u64 = 200;
 /// Highest `--max-rate` accepted: there is always a limit.
 pub const WATCH_MAX_RATE: u32 = 1_000_000;
 /// Times a lost xenstore watch is re-established (with exponential backoff from

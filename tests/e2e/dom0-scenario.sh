@@ -279,6 +279,7 @@ scenario() {
 	sleep 2
 	"$VMARK" list "$G" --json > "$d/list-end.json" 2> "$d/list-end.err"
 	options "$G"
+	consistency "$G"
 	g "$G" "values Z"; grab "$G" VAL Z
 	introspection "$G" "$([ "$(cat "$d/type")" = pv ] && echo dump)"
 	say "$G: done"
@@ -346,6 +347,20 @@ options() {
 	x "$G" plot plot "$d/rec.jsonl" counter 'twice=counter*2:n' --mark counter \
 		-o "$d/plot.svg" -o "$d/plot.png"
 	g "$G" "values O"; grab "$G" VAL O
+}
+
+# consistency GUEST: two marks that move together (marks_demo bumps the
+# counter and demo_state.lo in one write section of the counter), watched
+# while the guest bumps: read one after the other, and in one pause of the
+# domain per capture (--pause).
+consistency() {
+	local G=$1
+	say "$G: (p) captures of two marks while the guest bumps, unpaused and --pause"
+	g "$G" "bumping 15000"
+	x "$G" cons-free watch "$G" counter demo_state --every 20ms --count 120 --format json
+	x "$G" cons-paused watch "$G" counter demo_state --every 20ms --count 120 \
+		--format json --pause
+	g "$G" bumped 40
 }
 
 # introspection GUEST [dump]: the guest's own process and module lists, then

@@ -25,6 +25,10 @@ ctl() {
 	echo "$*" > $D/ctl || return 1
 	dmesg | grep -o 'marks_demo: .*' | tail -n 1 | sed 's/^marks_demo: /VMARK-CTL /'
 }
+# bumping MS: bumps for MS milliseconds in the background (marks_demo's
+# "bump_for"); bumped waits for it to end.
+bumping() { echo "bump_for $1" > $D/ctl & BUMPING=$!; }
+bumped() { wait "$BUMPING"; }
 # bursts N K PAUSE: K bursts of N triggers, PAUSE seconds apart.
 bursts() {
 	local i=0

@@ -48,7 +48,14 @@ pub fn copy_sources(src: &Path, work: &Path) -> Result<(), String> {
     let rd = std::fs::read_dir(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
     for e in rd.flatten() {
         let p = e.path();
-        if p.is_file() {
+        // Sources only: a build in the source tree (the showcase builds there) leaves
+        // objects and Kbuild's hidden .cmd files, which are not this build's.
+        let name = e.file_name().to_string_lossy().into_owned();
+        let product = name.starts_with('.')
+            || [".o", ".ko", ".mod", ".mod.c", ".symvers", ".order", ".o.d"]
+                .iter()
+                .any(|x| name.ends_with(x));
+        if p.is_file() && !product {
             let dest = work.join(e.file_name());
             std::fs::copy(&p, &dest).map_err(|e| format!("copying {}: {e}", p.display()))?;
         }
