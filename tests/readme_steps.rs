@@ -86,7 +86,10 @@ fn the_readmes_own_module_steps_build_and_inspect_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "make failed:\n{log}");
-    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("warning:")).collect();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("warning:"))
+        .collect();
     assert!(warnings.is_empty(), "warnings:\n{}", warnings.join("\n"));
     assert!(
         log.contains(&release.display().to_string()),

@@ -32,6 +32,7 @@
 #include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/string.h>
 #include <linux/tcp.h>
@@ -121,7 +122,10 @@ static void demo_bump(void)
 	VMARK_WRITE_END(demo_counter);
 }
 
-/* Bumps until @ms milliseconds have passed; returns how many bumps. */
+/*
+ * Bumps until @ms milliseconds have passed (or the writer is killed), sleeping
+ * between bumps; returns how many bumps.
+ */
 static unsigned int demo_bump_for(unsigned int ms)
 {
 	u64 end = ktime_get_ns() + (u64)ms * NSEC_PER_MSEC;
@@ -132,8 +136,9 @@ static unsigned int demo_bump_for(unsigned int ms)
 		demo_bump();
 		mutex_unlock(&demo_lock);
 		n++;
-		udelay(DEMO_BUMP_GAP_US);
-		cond_resched();
+		if (fatal_signal_pending(current))
+			break;
+		usleep_range(DEMO_BUMP_GAP_US, 2 * DEMO_BUMP_GAP_US);
 	}
 	return n;
 }

@@ -50,6 +50,7 @@ grep -q "SHOWCASE-READY net=1" "$LOG" ||
 DOM=$(xl domid "$GUEST")
 VIF=vif$DOM.0
 TTY=$(xenstore-read "/local/domain/$DOM/console/tty")
+[ -n "$TTY" ] || fail "no console for domain $DOM in xenstore"
 say "guest up: domain $DOM, backend interface $VIF"
 
 say "vmark list $GUEST"
@@ -79,9 +80,9 @@ inflight='in_flight=((snd_nxt-snd_una)&0xffffffff)/1000:kB'
 retrans='retransmitted=total_retrans:segments'
 say "watching: every trigger recorded to $rec (at most 50 a second); live view every second"
 "$VMARK" watch "$GUEST" last_tp --on-trigger --quiet --record "$rec" --max-rate 50 \
-	--duration $((3 * PHASE_S + 8))s 2> "$OUT/trigger-summary.txt" &
+	--duration $((3 * PHASE_S + 90))s 2> "$OUT/trigger-summary.txt" &
 trig=$!
-"$VMARK" watch "$GUEST" last_tp --every 1s --duration $((3 * PHASE_S + 4))s \
+"$VMARK" watch "$GUEST" last_tp --every 1s --duration $((3 * PHASE_S + 90))s \
 	--fields "$cwnd,$ssthresh,$srtt,$inflight,$retrans" 2>/dev/null |
 	sed -u 's/^/==   /' &
 live=$!
@@ -114,6 +115,21 @@ sleep $PHASE_S
 phase "+40 ms, 2% loss" delay 40ms loss 2%
 wait $sink
 tc qdisc del dev "$VIF" ingress 2>/dev/null
+# The sink closed the connection; once the guest's sender has exited, its socket
+# receives nothing more: the watches end then (their --duration is only a bound).
+for _ in $(seq 1 100); do
+	grep -q "SHOWCASE-SENT" "$LOG" 2>/dev/null && break
+	sleep 0.2
+done
+grep -q "SHOWCASE-SENT" "$LOG" || say "the guest's sender has not exited"
+# ...and once the recording accounts for every segment the guest saw.
+segments_seen() { "$VMARK" read "$GUEST" stats --json 2>/dev/null | sed -n 's/.*"segments":\([0-9]*\).*/\1/p'; }
+folded_sum() { grep -o '"folded":[0-9]*' "$rec" | awk -F: '{s += $2} END {print s + 0}'; }
+for _ in $(seq 1 60); do
+	[ "$(folded_sum)" = "$(segments_seen)" ] && break
+	sleep 0.2
+done
+kill -INT $trig $live 2>/dev/null
 wait $live $trig
 say "watch ended"
 say "sink: $(tail -n 1 "$OUT/sink.json")"

@@ -501,7 +501,9 @@ impl Session<'_> {
         let open = |k: &String| self.watched.get(k).and_then(|w| w.open.as_ref());
         // Each mark's read and bytes; in one pause of the domain with --pause.
         let mut bufs = std::mem::take(&mut self.bufs);
-        bufs.resize_with(keys.len(), Vec::new);
+        if bufs.len() < keys.len() {
+            bufs.resize_with(keys.len(), Vec::new);
+        }
         let (reads, paused_ns): (Vec<ReadInfo>, Option<u64>) = if self.opts.pause {
             let marks: Vec<&crate::reader::MappedMark> = keys
                 .iter()
@@ -524,6 +526,18 @@ impl Session<'_> {
                 .collect();
             (reads, None)
         };
+        // The capture's time and latency: the same for every mark read in it, not counting
+        // the output of the marks before.
+        let t_ns = sample::now_ns();
+        let latency = woke.map(|at| {
+            // Trigger to sample on the host's clock when the clocks are calibrated;
+            // otherwise only the host's part (wake-up to sample).
+            match (&self.clock, control) {
+                (Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
+                _ => None,
+            }
+            .unwrap_or_else(|| at.elapsed().as_nanos() as u64)
+        });
         let mut result = Ok(Ok(()));
         for ((k, info), buf) in keys.iter().zip(reads).zip(&bufs) {
             let Some(m) = self.watched.get(k).and_then(|w| w.open.as_ref()) else {
@@ -531,14 +545,8 @@ impl Session<'_> {
             };
             let can_trigger = m.mark.flags.can_trigger();
             let mut meta = sample_meta(m, info, cause, &mut self.last_triggers, paused_ns);
-            if let Some(at) = woke {
-                // Trigger to sample on the host's clock when the clocks are calibrated;
-                // otherwise only the host's part (wake-up to sample).
-                let l = match (&self.clock, control) {
-                    (Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
-                    _ => None,
-                }
-                .unwrap_or_else(|| at.elapsed().as_nanos() as u64);
+            meta.t_ns = t_ns;
+            if let Some(l) = latency {
                 meta.latency_ns = Some(l);
                 self.stats.latency.record(l);
                 self.stats.trigger_samples += 1;

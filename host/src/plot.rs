@@ -166,10 +166,13 @@ pub fn read_phases(path: &Path) -> Result<Vec<Phase>, PlotError> {
         if phases.len() == MAX_PHASES {
             return Err(bad(i + 1, &format!("more than {MAX_PHASES} phases")));
         }
-        let label: String = vmark_proto::text::escape(label.trim())
-            .chars()
-            .take(MAX_LABEL)
-            .collect();
+        let label: String = match label.trim() {
+            "" => format!("phase {}", phases.len() + 1),
+            l => vmark_proto::text::escape(l)
+                .chars()
+                .take(MAX_LABEL)
+                .collect(),
+        };
         phases.push(Phase { start_ns, label });
     }
     phases.sort_by_key(|p| p.start_ns);
@@ -397,7 +400,8 @@ fn draw_svg(
                 .map_err(|e| draw(&e))?;
             // Every other phase shaded; each labelled at its start.
             for (i, (label, start, end)) in bounds.iter().enumerate() {
-                if label.is_empty() || *start > x1 {
+                // Phases outside this panel's points (a field with values only later).
+                if label.is_empty() || *start > x1 || *end <= x0 {
                     continue;
                 }
                 let (s, e) = (start.max(x0), end.min(x1));

@@ -289,7 +289,7 @@ scenario() {
 x() {
 	local o=$OUT/$1/opt/$2
 	shift 2
-	"$VMARK" "$@" > "$o.out" 2> "$o.err"
+	timeout 120 "$VMARK" "$@" > "$o.out" 2> "$o.err"
 	echo $? > "$o.rc"
 }
 
@@ -306,8 +306,8 @@ options() {
 	x "$G" sym sym "xen:$G" linux_banner _text --json
 	x "$G" read-va read-va "xen:$G" linux_banner 64 --raw
 	x "$G" read-va-off read-va "xen:$G" linux_banner+6 7 --raw
-	x "$G" read-va-hex read-va "xen:$G" "0x${kv[banner]}" 16 --hex
-	x "$G" read-va-pid read-va "xen:$G" "0x${kv[vdso]}" 4 --pid 1 --raw
+	x "$G" read-va-hex read-va "xen:$G" "0x${kv[banner]:-0}" 16 --hex
+	x "$G" read-va-pid read-va "xen:$G" "0x${kv[vdso]:-0}" 4 --pid 1 --raw
 	# linux_banner's physical address, from the guest's own iomem and kallsyms (else
 	# from where x86-64 maps the kernel: __START_KERNEL_map, phys_base 0); a PV guest's
 	# physical space is machine frames: its pfn -> mfn from xen-mfndump.
