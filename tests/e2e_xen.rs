@@ -673,6 +673,22 @@ fn check_faults(d: &Path, bad: &mut impl FnMut(String)) -> Vec<String> {
 /// `vmark ps` and `vmark modules`, live (`xen:GUEST`) and on the guest's `xl dump-core`,
 /// against the guest's own `ps` and `/proc/modules` (taken just before); and a mark read
 /// from the dump without xenstore.
+/// The median time (ns) between consecutive samples' `t_ns`; 0 with fewer than two.
+fn median_spacing_ns(samples: &[Value]) -> u64 {
+    let mut gaps: Vec<u64> = samples
+        .windows(2)
+        .filter_map(|w| {
+            Some(
+                w[1]["t_ns"]
+                    .as_u64()?
+                    .saturating_sub(w[0]["t_ns"].as_u64()?),
+            )
+        })
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+}
+
 /// The documented commands and options only a live domain exercises (dom0-scenario.sh
 /// `options`): each against the guest's own view (kinfo-K.txt, val-O.txt) or another way
 /// to the same bytes.
@@ -810,18 +826,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     };
     if ok("watch-every", bad) {
         let s = lines("watch-every");
-        let mut gaps: Vec<u64> = s
-            .windows(2)
-            .filter_map(|w| {
-                Some(
-                    w[1]["t_ns"]
-                        .as_u64()?
-                        .saturating_sub(w[0]["t_ns"].as_u64()?),
-                )
-            })
-            .collect();
-        gaps.sort_unstable();
-        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+        let median = median_spacing_ns(&s);
         if s.len() != 10 || !(150_000_000..=300_000_000).contains(&median) {
             bad(format!(
                 "(o) watch --every 200ms --count 10: {} samples, median spacing {} ms",
@@ -849,18 +854,7 @@ fn check_options(d: &Path, pv: bool, bad: &mut impl FnMut(String), figures: &mut
     // --max-rate 20 over --every 10ms: rounds 50 ms apart at least, on the median.
     if ok("watch-rate", bad) {
         let s = lines("watch-rate");
-        let mut gaps: Vec<u64> = s
-            .windows(2)
-            .filter_map(|w| {
-                Some(
-                    w[1]["t_ns"]
-                        .as_u64()?
-                        .saturating_sub(w[0]["t_ns"].as_u64()?),
-                )
-            })
-            .collect();
-        gaps.sort_unstable();
-        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+        let median = median_spacing_ns(&s);
         if s.len() != 10 || median < 45_000_000 {
             bad(format!(
                 "(o) watch --max-rate 20: {} samples, median spacing {} ms",
