@@ -54,6 +54,7 @@ use vmark_tests::matrix;
 use vmark_tests::nested::{
     boot, build_helper, kernel_release, progress, require_tools, xen_vmark_binary,
 };
+use vmark_tests::peers;
 
 /// QEMU's own limit (boot.sh kills it then; ours is a minute later). A run takes about
 /// 250 s on an idle 2-core machine; the PVH guest slows down many times over when
@@ -1028,6 +1029,26 @@ fn check_consistency(d: &Path, bad: &mut impl FnMut(String), figures: &mut Vec<S
             broken.first()
         ));
     }
+    // read --pause of the two marks: one pause, one instant.
+    let read = json_lines(&o.join("cons-read.out"));
+    let read_ok = match read.as_slice() {
+        [c, s] => {
+            let pair = (c.clone(), s.clone());
+            c["mark"] == "marks_demo/counter"
+                && s["mark"] == "marks_demo/demo_state"
+                && c["paused_ns"].as_u64().is_some()
+                && c["paused_ns"] == s["paused_ns"]
+                && (!whole(&&pair) || holds(&pair))
+        }
+        _ => false,
+    };
+    if !read_ok || rc(&o.join("cons-read.rc")) != Some(0) {
+        bad(format!(
+            "(p) read --pause counter demo_state: exit {:?}, {read:?} {}",
+            rc(&o.join("cons-read.rc")),
+            read_text(&o.join("cons-read.err")).unwrap_or_default()
+        ));
+    }
     let free = pairs("cons-free");
     let free_broken = free.iter().filter(|p| !holds(p)).count();
     let err = read_text(&o.join("cons-paused.err")).unwrap_or_default();
@@ -1105,6 +1126,144 @@ fn check_introspection(d: &Path, with_dump: bool, bad: &mut impl FnMut(String)) 
             "vmark read --source DUMP counter: {other:?}, the guest says {counter:?}"
         )),
     }
+}
+
+/// Seconds in a "... took S s" line of the harness.
+fn took_seconds(text: &str, what: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{what} took ")))
+        .and_then(|l| l.trim_end_matches(" s").parse().ok())
+}
+
+/// `vmark snapshot` of the PVH guest while it bumped its marks: vmark reads the guest's
+/// processes and modules (as the guest listed them during the same load) and its marks
+/// (the pair that moves together seen together, one instant) from the file; drgn and
+/// volatility3 open it and read what vmark reads; the time against `xl dump-core` of the
+/// same guest, the pause, the bytes written; `watch --snapshot-dir` wrote its snapshots,
+/// each a file vmark reads the mark from. With `peers` (an HVM/PVH guest's snapshot),
+/// drgn and volatility3 too. Returns the figures.
+fn check_snapshot(d: &Path, peers: bool, bad: &mut impl FnMut(String)) -> String {
+    let text = |f: &str| read_text(&d.join(f)).unwrap_or_default();
+    if rc(&d.join("snapshot.rc")) != Some(0) {
+        bad(format!(
+            "vmark snapshot failed (exit {:?}): {}",
+            rc(&d.join("snapshot.rc")),
+            text("snapshot.err")
+        ));
+        return "no snapshot".into();
+    }
+    let report = json_line(&d.join("snapshot.json")).unwrap_or_default();
+    let frames_from = match peers {
+        true => "the guest's memory map",
+        false => "the guest's P2M",
+    };
+    if report["vmcoreinfo"] != "the guest's" || report["frames_from"] != frames_from {
+        bad(format!("vmark snapshot: {report}"));
+    }
+    // --snapshot-dir: two snapshots (--max-snapshots 2) of the three captures, each
+    // announced and each a file vmark reads.
+    let events: Vec<Value> = json_lines(&d.join("snapwatch.out"))
+        .into_iter()
+        .filter(|l| l["event"] == "snapshot")
+        .collect();
+    let files = text("snapwatch-files.txt");
+    let readable = files
+        .lines()
+        .filter(|l| l.contains("\"consistent\":true"))
+        .count();
+    if rc(&d.join("snapwatch.rc")) != Some(0) || events.len() != 2 || readable != 2 {
+        bad(format!(
+            "watch --snapshot-dir --max-snapshots 2: exit {:?}, {} snapshot events, files: {files}{}",
+            rc(&d.join("snapwatch.rc")),
+            events.len(),
+            text("snapwatch.err")
+        ));
+    }
+    let ps_text = text("ps-S.txt");
+    let ps_lines: Vec<&str> = ps_text.lines().filter(|l| !l.starts_with("END ")).collect();
+    let note = ps_text
+        .lines()
+        .find_map(|l| l.strip_prefix("END "))
+        .unwrap_or("");
+    match (
+        GuestPs::parse(&ps_lines, note),
+        json_line(&d.join("snap-ps.json")),
+    ) {
+        (Ok(g), Ok(v)) => {
+            if let Err(e) = g.compare(&v) {
+                bad(format!(
+                    "vmark ps on the snapshot differs from the guest's ps: {e}"
+                ));
+            }
+        }
+        (g, v) => bad(format!(
+            "the snapshot's ps: guest {:?}, vmark {:?}",
+            g.err(),
+            v.err()
+        )),
+    }
+    let mods = proc_modules(&text("mod-S.txt").lines().collect::<Vec<_>>());
+    match json_line(&d.join("snap-modules.json")) {
+        Ok(v) => {
+            if let Err(e) = compare_modules(&mods, &v) {
+                bad(format!("vmark modules on the snapshot: {e}"));
+            }
+        }
+        Err(e) => bad(format!("vmark modules on the snapshot: {e}")),
+    }
+    let (c, s) = (
+        json_line(&d.join("snap-counter.json")).unwrap_or_default(),
+        json_line(&d.join("snap-demo_state.json")).unwrap_or_default(),
+    );
+    // A write open at the instant of the pause is reported torn; two whole marks that
+    // move together must agree.
+    let pair = match (c["value"].as_u64(), s["value"]["lo"].as_u64()) {
+        (Some(c0), Some(lo)) if c["consistent"] == true && s["consistent"] == true => {
+            if lo.wrapping_sub(c0) & 0xffff_ffff != 0x5566_7788 {
+                bad(format!(
+                    "the snapshot's counter and demo_state disagree: {c} {s}"
+                ));
+            }
+            "the moving pair whole and together"
+        }
+        _ if c["consistent"] == false || s["consistent"] == false => "a write open at the pause",
+        _ => {
+            bad(format!("the snapshot's marks: {c} {s}"));
+            "no marks"
+        }
+    };
+    let peers = if peers {
+        let kver = kernel_release().unwrap_or_else(|e| panic!("{e}"));
+        match peers::check_snapshot(&d.join("snapshot.core"), &kver) {
+            Ok(line) => line,
+            Err(e) => {
+                bad(format!("the snapshot in the peers: {e}"));
+                String::new()
+            }
+        }
+    } else {
+        "read by vmark through its P2M note".to_string()
+    };
+    let ours = took_seconds(&text("snapshot.txt"), "vmark snapshot");
+    let xl = took_seconds(&text("dump-core.txt"), "xl dump-core");
+    let ratio = match (ours, xl) {
+        // A figure, not a pass mark: a timed assertion would fail with a busy core.
+        (Some(o), Some(x)) if o > 0.0 => {
+            format!("{:.1}x the speed of xl dump-core ({x:.1} s)", x / o)
+        }
+        _ => {
+            bad(format!("no times: {ours:?} {xl:?}"));
+            String::new()
+        }
+    };
+    format!(
+        "vmark snapshot {:.1} s, {ratio}, paused {:.0} ms, {} frames ({} zero, not written), {} segments; {pair}; {peers}",
+        ours.unwrap_or(0.0),
+        report["paused_ms"].as_f64().unwrap_or(-1.0),
+        report["frames_present"],
+        report["frames_zero"],
+        report["segments"],
+    )
 }
 
 /// What one nested run left: its work directory, its `out/`, the failures of the run
@@ -1419,9 +1578,13 @@ fn e2e_pvh_xl_dump_core() {
     let d = out.join("vm-pvh-dump");
     check_introspection(&d, true, &mut |m| fail.push(format!("[vm-pvh-dump] {m}")));
     let took = read_text(&d.join("dump-core.txt")).unwrap_or_default();
+    let snapshot = check_snapshot(&d, true, &mut |m| fail.push(format!("[vm-pvh-dump] {m}")));
+    let pv_snapshot = check_snapshot(&out.join("vm-pv-other"), false, &mut |m| {
+        fail.push(format!("[vm-pv-other] {m}"))
+    });
     let other = check_other_kernel(&out, &w, &mut fail);
     eprintln!(
-        "e2e: PVH xl dump-core ({} s in all): {}; other kernel: {}",
+        "e2e: PVH xl dump-core ({} s in all): {}; PVH: {snapshot}; PV: {pv_snapshot}; other kernel: {}",
         t0.elapsed().as_secs(),
         took.lines().last().unwrap_or("no dump"),
         other.join(", ")

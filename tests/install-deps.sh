@@ -20,8 +20,9 @@ packages=(
 	busybox-static cpio gzip kmod iproute2
 	# bindgen, pahole, C toolchain, checkpatch's interpreter
 	libclang-dev dwarves gcc make perl
-	# the TCP traffic generator and the tcp-monitor check's judge, the trace decoder
-	python3
+	# the TCP traffic generator and the tcp-monitor check's judge, the trace decoder; the
+	# virtual environment the peers (drgn, volatility3) are installed in from PyPI
+	python3 python3-venv
 	# text in the PNG plots (vmark plot -o x.png draws with the system's fonts)
 	fonts-dejavu-core
 )

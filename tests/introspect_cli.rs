@@ -83,6 +83,53 @@ fn a_qemu_shared_ram_file_is_a_source_too() {
     assert_eq!(num(&v["value"]), guest_values()["counter"]);
 }
 
+/// `vmark snapshot` of the dump: a core file with the guest's VMCOREINFO, sparse, that
+/// vmark reads as the guest was (processes, modules, a mark) and that drgn and
+/// volatility3 open (what they read is what vmark reads).
+#[test]
+fn a_snapshot_of_the_dump_opens_in_vmark_drgn_and_volatility3() {
+    let snap = Path::new(env!("CARGO_TARGET_TMPDIR")).join("introspect_cli/snapshot.core");
+    let snap_s = snap.to_str().expect("UTF-8 path");
+    let report = vmark_json(&["snapshot", dump(), snap_s, "--json"]);
+    assert_eq!(report["vmcoreinfo"], "the guest's", "{report}");
+    let present = report["frames_present"].as_u64().unwrap_or(0);
+    let zero = report["frames_zero"].as_u64().unwrap_or(0);
+    // The guest uses a fraction of its RAM: most pages are zeroes, not written.
+    assert!(present > 0 && zero > 0 && zero < present, "{report}");
+    assert_eq!(
+        report["bytes_written"].as_u64(),
+        Some((present - zero) * 4096),
+        "{report}"
+    );
+    let meta = std::fs::metadata(&snap).expect("the snapshot exists");
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 < meta.len() * 3 / 4,
+        "the snapshot is not sparse: {} bytes on disk of {}",
+        meta.blocks() * 512,
+        meta.len()
+    );
+    let (lines, end) = section("PS");
+    let guest = GuestPs::parse(&lines, end).unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = guest.compare(&vmark_json(&["ps", snap_s, "--json"])) {
+        panic!("vmark ps on the snapshot differs from the guest's ps: {e}");
+    }
+    let (lines, _) = section("MODULES");
+    if let Err(e) = compare_modules(
+        &proc_modules(&lines),
+        &vmark_json(&["modules", snap_s, "--json"]),
+    ) {
+        panic!("vmark modules on the snapshot: {e}");
+    }
+    let v = vmark_json(&["read", "--source", snap_s, "counter", "--json"]);
+    assert_eq!(num(&v["value"]), guest_values()["counter"], "{v}");
+    match vmark_tests::peers::check_snapshot(&snap, &fixture().release) {
+        Ok(line) => eprintln!("snapshot of the dump: {line}"),
+        Err(e) => panic!("the snapshot in the peers: {e}"),
+    }
+    std::fs::remove_file(&snap).expect("remove the snapshot");
+}
+
 #[test]
 fn modules_match_proc_modules() {
     let (lines, _) = section("MODULES");

@@ -82,6 +82,9 @@ pub enum CliError {
     /// Something asked for that does not fit.
     #[error("{0}")]
     Usage(String),
+    /// A snapshot could not be written.
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// From Xen's libraries.
     #[cfg(feature = "xen")]
     #[error(transparent)]
@@ -284,6 +287,12 @@ impl Target {
     /// The physical memory.
     pub fn memory(&self) -> &Arc<dyn PhysicalMemory> {
         &self.mem
+    }
+
+    /// The frames of the source, mapped: foreign mappings of a live domain, copies of a
+    /// dump's pages.
+    pub fn mapper(&self) -> &Arc<dyn FrameMapper> {
+        &self.mapper
     }
 
     /// Uses these kernel symbol and type files instead of what memory holds.

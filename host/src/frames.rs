@@ -143,11 +143,62 @@ impl Mapping {
     }
 }
 
+/// Frames mapped where the hypervisor allowed, with holes where it refused: what a
+/// memory snapshot maps, in large batches, over a guest's physical address space.
+pub struct SparseMapping {
+    mapping: Option<Mapping>,
+    present: Vec<bool>,
+}
+
+impl SparseMapping {
+    /// A mapping of `present.len()` frames, of which those marked present may be read.
+    /// `mapping` must span them all (or be `None` when none is present).
+    pub fn new(mapping: Option<Mapping>, present: Vec<bool>) -> Self {
+        SparseMapping { mapping, present }
+    }
+
+    /// Which frames were mapped.
+    pub fn present(&self) -> &[bool] {
+        &self.present
+    }
+
+    /// Copies frame `index` (one page) into `out`. Returns `false` for a hole, which is
+    /// never touched: a hole in a foreign mapping faults when read.
+    pub fn copy_frame(&self, index: usize, out: &mut [u8]) -> bool {
+        let page = PAGE_SIZE as usize;
+        match (&self.mapping, self.present.get(index)) {
+            (Some(m), Some(true)) if out.len() == page => m.copy_out(index * page, out),
+            _ => false,
+        }
+    }
+}
+
 /// Maps guest frames of one domain.
 pub trait FrameMapper: Send + Sync {
     /// Maps `frames` read-only and contiguously, in order. Fails as a whole if any frame
     /// fails (naming the first bad one).
     fn map(&self, frames: &[u64]) -> Result<Mapping, MapError>;
+
+    /// Maps `frames` like [`FrameMapper::map`], except that a frame the hypervisor refuses
+    /// is a hole rather than a failure of the call. The default maps the batch, and frame
+    /// by frame only when that fails; the Xen mapper does one call either way.
+    fn map_sparse(&self, frames: &[u64]) -> Result<SparseMapping, MapError> {
+        if frames.is_empty() || frames.len() > MAX_FRAMES_PER_MAPPING {
+            return Err(MapError::Count(frames.len()));
+        }
+        if let Ok(m) = self.map(frames) {
+            return Ok(SparseMapping::new(Some(m), vec![true; frames.len()]));
+        }
+        let page = PAGE_SIZE as usize;
+        let mut bytes = vec![0u8; frames.len() * page];
+        let mut present = vec![false; frames.len()];
+        for (i, &f) in frames.iter().enumerate() {
+            if let Ok(m) = self.map(&[f]) {
+                present[i] = m.copy_out(0, &mut bytes[i * page..(i + 1) * page]);
+            }
+        }
+        Ok(SparseMapping::new(Some(Mapping::copied(bytes)), present))
+    }
 }
 
 /// Guest "memory" held in a buffer: frame `n` is bytes `n*4096..(n+1)*4096`. For tests and
@@ -234,5 +285,21 @@ mod tests {
         assert!(matches!(m.map(&[3]), Err(MapError::Frame { frame: 3, .. })));
         assert!(matches!(m.map(&[]), Err(MapError::Count(0))));
         assert!(matches!(m.map(&[u64::MAX]), Err(MapError::Frame { .. })));
+    }
+
+    #[test]
+    fn sparse_mappings_leave_refused_frames_as_holes() {
+        let mut mem = vec![0u8; 2 * 4096];
+        mem[4096] = 7;
+        let m = BufferMapper::new(mem);
+        let sparse = m.map_sparse(&[1, 5, 0]).unwrap();
+        assert_eq!(sparse.present(), &[true, false, true]);
+        let mut page = vec![0u8; 4096];
+        assert!(sparse.copy_frame(0, &mut page));
+        assert_eq!(page[0], 7);
+        assert!(!sparse.copy_frame(1, &mut page));
+        assert!(!sparse.copy_frame(3, &mut page));
+        assert!(!sparse.copy_frame(0, &mut page[..100]));
+        assert!(matches!(m.map_sparse(&[]), Err(MapError::Count(0))));
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod capture;
 pub mod cli_introspect;
+pub mod cli_snapshot;
 pub mod decode;
 pub mod expr;
 pub mod follow;
@@ -30,6 +31,7 @@ pub mod plot;
 pub mod publish;
 pub mod reader;
 pub mod sample;
+pub mod snapshot;
 pub mod watch;
 #[cfg(feature = "xen")]
 pub mod xen;

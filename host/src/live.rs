@@ -142,26 +142,16 @@ pub fn list(spec: Option<&str>, json: bool, out: &mut dyn Write) -> Result<(), L
     Ok(())
 }
 
-/// Samples one mark now (pausing the domain around the copy when `pause` is given).
+/// Samples one mark now (with retries while a write overlaps the copy).
 fn take(
     m: &OpenMark,
     buf: &mut Vec<u8>,
     retries: u32,
     cause: Cause,
     last_triggers: &mut BTreeMap<String, u64>,
-    pause: Option<(&dyn Pauser, u32)>,
-) -> Result<SampleMeta, LiveError> {
-    let (info, paused_ns) = match pause {
-        Some((p, domid)) => {
-            let mut bufs = [std::mem::take(buf)];
-            let c =
-                capture::capture(p, domid, &[&m.mapped], &mut bufs).map_err(LiveError::Pause)?;
-            *buf = std::mem::take(&mut bufs[0]);
-            (c.reads[0], Some(c.paused_ns))
-        }
-        None => (m.mapped.read(buf, retries), None),
-    };
-    Ok(sample_meta(m, info, cause, last_triggers, paused_ns))
+) -> SampleMeta {
+    let info = m.mapped.read(buf, retries);
+    sample_meta(m, info, cause, last_triggers, None)
 }
 
 /// A sample's metadata from what its read found.
@@ -207,10 +197,10 @@ fn baseline(m: &OpenMark, retries: u32, last_triggers: &mut BTreeMap<String, u64
     last_triggers.insert(format!("{}/{}", m.module, m.mark.name), info.triggers);
 }
 
-/// `vmark read DOMAIN MARK`.
+/// `vmark read DOMAIN MARK...`: with `pause`, every mark in one pause of the domain.
 pub fn read(
     spec: &str,
-    mark: &str,
+    names: &[String],
     json: bool,
     retries: u32,
     pause: bool,
@@ -218,34 +208,54 @@ pub fn read(
 ) -> Result<(), LiveError> {
     let g = LiveGuest::open(spec)?;
     let marks = g.marks()?;
-    let m = match marks.find(mark) {
-        Ok(m) => m,
-        Err(e) => {
-            // Say why when the mark exists but is unusable.
-            if let Some((item, err)) = marks.errors.iter().find(|(k, _)| k.contains(mark)) {
-                return Err(LiveError::Usage(format!("{}: {err}", escape(item))));
+    let mut found: Vec<&OpenMark> = Vec::with_capacity(names.len());
+    for name in names {
+        match marks.find(name) {
+            Ok(m) => found.push(m),
+            Err(e) => {
+                // Say why when the mark exists but is unusable.
+                if let Some((item, err)) = marks.errors.iter().find(|(k, _)| k.contains(name)) {
+                    return Err(LiveError::Usage(format!("{}: {err}", escape(item))));
+                }
+                return Err(e.into());
             }
-            return Err(e.into());
         }
-    };
-    let ctl = if pause {
-        Some(XenControl::open()?)
+    }
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); found.len()];
+    let metas: Vec<SampleMeta> = if pause {
+        let ctl = XenControl::open()?;
+        let mapped: Vec<&crate::reader::MappedMark> = found.iter().map(|m| &m.mapped).collect();
+        let c =
+            capture::capture(&ctl, g.domain.id, &mapped, &mut bufs).map_err(LiveError::Pause)?;
+        let t_ns = sample::now_ns();
+        found
+            .iter()
+            .zip(c.reads)
+            .map(|(m, info)| {
+                let mut meta = sample_meta(
+                    m,
+                    info,
+                    Cause::Read,
+                    &mut BTreeMap::new(),
+                    Some(c.paused_ns),
+                );
+                meta.t_ns = t_ns;
+                meta
+            })
+            .collect()
     } else {
-        None
+        found
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(m, buf)| take(m, buf, retries, Cause::Read, &mut BTreeMap::new()))
+            .collect()
     };
-    let mut buf = Vec::new();
-    let meta = take(
-        m,
-        &mut buf,
-        retries,
-        Cause::Read,
-        &mut BTreeMap::new(),
-        ctl.as_ref().map(|c| (c as &dyn Pauser, g.domain.id)),
-    )?;
-    if json {
-        writeln!(out, "{}", meta.to_json_line(&m.plan.to_json(&buf)))?;
-    } else {
-        write!(out, "{}", m.plan.to_pretty(&buf))?;
+    for ((m, meta), buf) in found.iter().zip(&metas).zip(&bufs) {
+        if json {
+            writeln!(out, "{}", meta.to_json_line(&m.plan.to_json(buf)))?;
+            continue;
+        }
+        write!(out, "{}", m.plan.to_pretty(buf))?;
         writeln!(
             out,
             "-- {}/{} in {} ({}), {}{}",
@@ -259,8 +269,13 @@ pub fn read(
                 "TORN (a write overlapped every retry)"
             },
             meta.paused_ns.map_or(String::new(), |p| format!(
-                ", paused {:.1} µs",
-                p as f64 / 1000.0
+                ", paused {:.1} µs{}",
+                p as f64 / 1000.0,
+                if found.len() > 1 {
+                    " (one pause for all the marks)"
+                } else {
+                    ""
+                }
             ))
         )?;
     }
@@ -298,6 +313,10 @@ pub struct WatchOptions {
     pub quiet: bool,
     /// Sampling rounds per second at most.
     pub max_rate: u32,
+    /// Write a memory snapshot of the domain into this directory after each capture.
+    pub snapshot_dir: Option<PathBuf>,
+    /// Snapshots at most (`--snapshot-dir`).
+    pub max_snapshots: u64,
 }
 
 /// How a watch went.
@@ -437,6 +456,8 @@ struct Session<'a> {
     bufs: Vec<Vec<u8>>,
     xc: XenControl,
     clock: Option<ClockOffset>,
+    /// `--snapshot-dir`: the snapshotter, and the snapshots written so far.
+    snapshots: Option<(crate::cli_snapshot::DomainSnapshotter, u64)>,
 }
 
 /// A round could not complete because the domain is gone.
@@ -538,7 +559,7 @@ impl Session<'_> {
             }
             .unwrap_or_else(|| at.elapsed().as_nanos() as u64)
         });
-        let mut result = Ok(Ok(()));
+        let mut result: Result<(), LiveError> = Ok(());
         for ((k, info), buf) in keys.iter().zip(reads).zip(&bufs) {
             let Some(m) = self.watched.get(k).and_then(|w| w.open.as_ref()) else {
                 continue;
@@ -567,7 +588,44 @@ impl Session<'_> {
         }
         // The buffers stay for the next round (no allocation per sample).
         self.bufs = bufs;
-        result
+        result?;
+        self.snapshot(t_ns)?;
+        Ok(Ok(()))
+    }
+
+    /// `--snapshot-dir`: after a capture, a memory snapshot (its own pause), named by the
+    /// capture's time, until `--max-snapshots`; an event line says where it is or why not.
+    fn snapshot(&mut self, t_ns: u64) -> Result<(), LiveError> {
+        let (Some(dir), Some((snapshotter, taken))) =
+            (self.opts.snapshot_dir.as_ref(), self.snapshots.as_mut())
+        else {
+            return Ok(());
+        };
+        if *taken >= self.opts.max_snapshots {
+            return Ok(());
+        }
+        *taken += 1;
+        let path = dir.join(format!("{}-{t_ns}.core", self.domid));
+        let (kind, detail) = match snapshotter.take(&self.xc, &path, false) {
+            Ok((stats, paused)) => {
+                let paused = paused.unwrap_or(0);
+                self.stats.snapshots.record(paused);
+                (
+                    "snapshot",
+                    format!(
+                        "{} ({} frames, the domain paused {:.1} ms)",
+                        path.display(),
+                        stats.frames_present,
+                        paused as f64 / 1e6
+                    ),
+                )
+            }
+            Err(e) => {
+                self.stats.snapshots_failed += 1;
+                ("snapshot-failed", format!("{}: {e}", path.display()))
+            }
+        };
+        self.note(kind, "", &detail)
     }
 
     fn emit(&mut self, key: &str, meta: &SampleMeta, bytes: &[u8]) -> Result<(), LiveError> {
@@ -653,6 +711,16 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         watched.insert(spec, Watched::new(m, fields));
     }
     check_fields_resolve(&watched, &opts.fields)?;
+    // --snapshot-dir: the guest's kernel located and its memory map read once, now.
+    let snapshots = match &opts.snapshot_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            let s = crate::cli_snapshot::DomainSnapshotter::prepare(&domid.to_string())
+                .map_err(|e| LiveError::Usage(format!("--snapshot-dir: {e}")))?;
+            Some((s, 0))
+        }
+        None => None,
+    };
     let mut s = Session {
         opts,
         out,
@@ -669,6 +737,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         bufs: Vec::new(),
         xc,
         clock: None,
+        snapshots,
     };
     // Event channel and control page (only with --on-trigger).
     let mut triggers: Option<Triggers> = None;

@@ -31,17 +31,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read one mark now and print it decoded.
+    /// Read marks now and print them decoded.
     ///
-    /// `vmark read DOMAIN MARK` reads what the guest publishes in xenstore;
+    /// `vmark read DOMAIN MARK...` reads what the guest publishes in xenstore (with
+    /// --pause, every mark in one pause: one instant of the guest);
     /// `vmark read --source DUMP MARK` finds the mark in the memory of a dump (or of
     /// `xen:DOMAIN`) without xenstore.
     Read {
         /// Domain name or id (with --source: the mark).
         #[arg(value_name = "DOMAIN")]
         domain: String,
-        /// Mark, as `module/mark` or `mark`.
-        mark: Option<String>,
+        /// Marks, as `module/mark` or `mark`.
+        #[arg(value_name = "MARK")]
+        marks: Vec<String>,
         #[command(flatten)]
         source: MarkSource,
         /// Follow members and pointers, e.g. 'sk->sk_rcvbuf' or 'demo_tp->snd_cwnd'
@@ -58,7 +60,7 @@ enum Command {
         /// Retries of a read that a guest write overlapped.
         #[arg(long, default_value_t = 16)]
         retries: u32,
-        /// Pause the domain around the read (reports the pause time).
+        /// Pause the domain around the read, once for all marks (reports the pause time).
         #[arg(long)]
         pause: bool,
     },
@@ -123,6 +125,19 @@ enum Command {
         /// Print only the closing summary.
         #[arg(long)]
         quiet: bool,
+        /// After each capture, write a memory snapshot of the domain (an ELF core file, as
+        /// `vmark snapshot` writes) into this directory, named DOMID-T_NS.core by the
+        /// capture's time; an event line says where.
+        #[arg(long, value_name = "DIR")]
+        snapshot_dir: Option<std::path::PathBuf>,
+        /// Snapshots at most (--snapshot-dir).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 10,
+            requires = "snapshot_dir"
+        )]
+        max_snapshots: u64,
     },
     /// Show a built module's marks, or a struct/union layout from its DWARF (like pahole).
     Inspect {
@@ -188,6 +203,26 @@ enum Command {
         len: u64,
         #[command(flatten)]
         dump: DumpStyle,
+    },
+    /// Write a guest's memory and vCPU registers as an ELF core file (a snapshot).
+    ///
+    /// The file is what QEMU's dump-guest-memory writes, with the guest's VMCOREINFO:
+    /// vmark (ps, modules, read --source), drgn, volatility3 and crash open it. A live
+    /// HVM/PVH domain is paused for the copy (not with --no-pause); a dump is re-written.
+    Snapshot {
+        /// xen:NAME|ID or a domain name or id (or a memory dump to re-write).
+        source: String,
+        /// The core file to write (sparse: pages of zeroes take no space).
+        file: std::path::PathBuf,
+        /// Force the format of a dump file.
+        #[arg(long, value_enum)]
+        format: Option<SourceFormat>,
+        /// Do not pause the domain: the copy is then not one instant of the guest.
+        #[arg(long)]
+        no_pause: bool,
+        /// Report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Plot fields of a recording over time (SVG, PNG), phases of the run marked.
     Plot {
@@ -382,6 +417,29 @@ fn run(command: Command) -> Result<(), Failed> {
             vmark_host::inspect::inspect(&file, &opts, &mut out)?;
             Ok(())
         }
+        Command::Snapshot {
+            source,
+            file,
+            format,
+            no_pause,
+            json,
+        } => {
+            // A bare domain name is a domain, unless a file of that name is there.
+            let source = if source.starts_with("xen:") || std::path::Path::new(&source).exists() {
+                source
+            } else {
+                format!("xen:{source}")
+            };
+            let spec = introspect::SourceSpec::parse(&source, format)?;
+            let opts = vmark_host::cli_snapshot::SnapshotOptions { no_pause, json };
+            Ok(vmark_host::cli_snapshot::snapshot(
+                &spec,
+                &introspect::KernelFiles::default(),
+                &file,
+                opts,
+                &mut out,
+            )?)
+        }
         Command::Ps { source, json } => Ok(introspect::ps(
             &open(&source.source, source.format, &source.files)?,
             json,
@@ -446,7 +504,7 @@ fn run(command: Command) -> Result<(), Failed> {
         )?),
         Command::Read {
             domain,
-            mark,
+            marks,
             source:
                 MarkSource {
                     dump: Some(path),
@@ -460,7 +518,7 @@ fn run(command: Command) -> Result<(), Failed> {
             pause,
         } => {
             // With --source the only positional is the mark.
-            if mark.is_some() {
+            if !marks.is_empty() {
                 return Err(
                     "with --source give only the mark: vmark read --source DUMP MARK".into(),
                 );
@@ -492,7 +550,7 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
         Command::List { domain, json, .. } => live::list(domain.as_deref(), json, out)?,
         Command::Read {
             domain,
-            mark,
+            marks,
             path,
             follow,
             json,
@@ -500,16 +558,16 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
             pause,
             ..
         } => {
-            let Some(mark) = mark else {
-                return Err("give the domain and the mark: vmark read DOMAIN MARK".into());
-            };
+            if marks.is_empty() {
+                return Err("give the domain and the marks: vmark read DOMAIN MARK...".into());
+            }
             if path.is_some() || follow > 0 {
                 return Err(
                     "--path and --follow need a translation source: vmark read --source xen:DOMAIN MARK --path P"
                         .into(),
                 );
             }
-            live::read(&domain, &mark, json, retries, pause, out)?
+            live::read(&domain, &marks, json, retries, pause, out)?
         }
         Command::Watch {
             domain,
@@ -526,6 +584,8 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
             retries,
             pause,
             quiet,
+            snapshot_dir,
+            max_snapshots,
         } => {
             let opts = live::WatchOptions {
                 domain,
@@ -546,6 +606,8 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
                 pause,
                 quiet,
                 max_rate,
+                snapshot_dir,
+                max_snapshots,
             };
             let outcome = live::watch(&opts, out)?;
             eprintln!("{}", outcome.stats.summary());
@@ -645,30 +707,35 @@ mod tests {
         {
             Command::Read {
                 domain,
-                mark,
+                marks,
                 source,
                 path,
                 follow,
                 ..
             } => {
                 assert_eq!(domain, "demo_tp");
-                assert_eq!(mark, None);
+                assert!(marks.is_empty());
                 assert_eq!(source.dump.as_deref(), Some("d.elf"));
                 assert_eq!(path.as_deref(), Some("demo_tp->snd_cwnd"));
                 assert_eq!(follow, 2);
             }
             _ => panic!("not read"),
         }
-        match parse(&["read", "guest", "counter"]).unwrap() {
+        match parse(&["read", "guest", "counter", "demo_state", "--pause"]).unwrap() {
             Command::Read {
                 domain,
-                mark,
+                marks,
                 source,
+                pause,
                 ..
             } => {
                 assert_eq!(
-                    (domain.as_str(), mark.as_deref()),
-                    ("guest", Some("counter"))
+                    (domain.as_str(), marks.as_slice(), pause),
+                    (
+                        "guest",
+                        &["counter".to_string(), "demo_state".to_string()][..],
+                        true
+                    )
                 );
                 assert!(source.dump.is_none());
             }

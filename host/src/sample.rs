@@ -703,6 +703,11 @@ pub struct RunStats {
     pub resubscribed: u64,
     /// How the recording ended early, if it did, and the lines it lost.
     pub recording: Option<String>,
+    /// Memory snapshots written (`--snapshot-dir`), and the time the domain was paused
+    /// for each (ns).
+    pub snapshots: LatencyHistogram,
+    /// Snapshots that failed.
+    pub snapshots_failed: u64,
 }
 
 impl RunStats {
@@ -733,6 +738,17 @@ impl RunStats {
                 us(self.pauses.percentile(100.0)),
                 self.pauses.len(),
                 self.repauses
+            ));
+        }
+        if !self.snapshots.is_empty() || self.snapshots_failed > 0 {
+            let ms =
+                |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.1} ms", v as f64 / 1e6));
+            s.push_str(&format!(
+                "\nsnapshots: {} written ({} failed), the domain paused p50 {}, max {} for each",
+                self.snapshots.len(),
+                self.snapshots_failed,
+                ms(self.snapshots.percentile(50.0)),
+                ms(self.snapshots.percentile(100.0)),
             ));
         }
         s.push_str(&format!(

@@ -233,3 +233,18 @@ pub const KERNEL_MAX_KASLR_SLOTS: u64 = 512;
 /// Most symbols of a System.map or vmlinux that disagree with the guest's kallsyms named
 /// in the error (the rest are counted).
 pub const KERNEL_MAX_REPORTED_MISMATCHES: usize = 3;
+/// Frames a snapshot maps per call (4 MiB): large batches are what makes it fast, and
+/// the buffer it copies through is this size.
+pub const SNAPSHOT_BATCH_FRAMES: usize = 1024;
+/// Most `PT_LOAD` segments (runs of present frames) of a snapshot: an ELF's `e_phnum` is
+/// 16 bits, and a guest whose memory is in more runs than this is refused, not guessed.
+pub const SNAPSHOT_MAX_SEGMENTS: usize = 60_000;
+/// Most vCPUs whose registers a snapshot records.
+pub const SNAPSHOT_MAX_VCPUS: usize = 512;
+/// Longest `VMCOREINFO` text taken from a guest (Linux's `VMCOREINFO_BYTES` is a page).
+pub const SNAPSHOT_MAX_VMCOREINFO: usize = 4096;
+/// Most entries of a Xen PV guest's P2M read for a snapshot (a 64 GiB guest).
+pub const SNAPSHOT_MAX_P2M_ENTRIES: u64 = 1 << 24;
+/// Most bytes of a core file's notes read (they are read whole; a PV snapshot's P2M note
+/// is 16 bytes a page, so 256 MiB is a 64 GiB guest).
+pub const CORE_MAX_NOTES_BYTES: u64 = 256 << 20;

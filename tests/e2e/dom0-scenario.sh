@@ -355,17 +355,19 @@ options() {
 # domain per capture (--pause).
 consistency() {
 	local G=$1
-	say "$G: (p) captures of two marks while the guest bumps, unpaused and --pause"
-	g "$G" "bumping 15000"
+	say "$G: (p) captures of two marks while the guest bumps, unpaused and --pause; read --pause of both"
+	g "$G" "bumping 20000"
 	x "$G" cons-free watch "$G" counter demo_state --every 20ms --count 120 --format json
 	x "$G" cons-paused watch "$G" counter demo_state --every 20ms --count 120 \
 		--format json --pause
+	x "$G" cons-read read "$G" counter demo_state --pause --json
 	g "$G" bumped 40
 }
 
-# introspection GUEST [dump]: the guest's own process and module lists, then
-# vmark ps and modules live and, with "dump", on an `xl dump-core` taken right
-# after (the dump is real, produced here, checked against the lists).  The
+# introspection GUEST [dump [snapshot]]: the guest's own process and module lists,
+# then vmark ps and modules live and, with "dump", on an `xl dump-core` taken right
+# after (the dump is real, produced here, checked against the lists); with
+# "snapshot", a vmark snapshot is taken before the dump and timed alike.  The
 # PVH guest of the main scenario is not dumped: libxenguest maps every gpfn
 # below its top special page one call at a time, ~940k absent ones for this
 # guest, which takes minutes under TCG; the guest type "pvh-dump" (a PVH guest
@@ -380,10 +382,11 @@ introspection() {
 		"$VMARK" "$what" "xen:$G" --json > "$d/live-$what.json" 2> "$d/live-$what.err"
 	done
 	[ "$2" = dump ] || return 0
-	local t0=$(date +%s)
+	[ "${3:-}" = snapshot ] && snapshot "$G"
+	local t0=$(now)
 	if xl dump-core "$G" "$core" > "$d/dump-core.txt" 2>&1; then
-		ls -l "$core" >> "$d/dump-core.txt"
-		echo "xl dump-core took $(($(date +%s) - t0)) s" >> "$d/dump-core.txt"
+		ls -ls "$core" >> "$d/dump-core.txt"
+		echo "xl dump-core took $(awk "BEGIN {print $(now) - $t0}") s" >> "$d/dump-core.txt"
 		for what in ps modules; do
 			"$VMARK" "$what" "$core" --json > "$d/dump-$what.json" 2> "$d/dump-$what.err"
 		done
@@ -392,6 +395,46 @@ introspection() {
 	else
 		say "$G: xl dump-core failed: $(tail -n 1 "$d/dump-core.txt")"
 	fi
+}
+
+# snapshot GUEST: vmark snapshot of the running guest while it bumps its marks (the
+# load), its own lists taken during the same load; the snapshot's lists and marks are
+# read here with vmark, and the file is kept (sparse) for the host, which opens it in
+# drgn and volatility3.  Written to dom0's tmpfs, as xl dump-core's file is, so the two
+# times compare.  Then a watch that snapshots after each capture.
+snapshot() {
+	local G=$1 d=$OUT/$1 snap=/tmp/$1-snapshot.core t0
+	say "$G: vmark snapshot under load"
+	g "$G" "bumping 60000"
+	g "$G" "lists S"
+	grab "$G" PS S
+	grab "$G" MOD S
+	t0=$(now)
+	timeout 300 "$VMARK" snapshot "$G" "$snap" --json > "$d/snapshot.json" 2> "$d/snapshot.err"
+	echo $? > "$d/snapshot.rc"
+	echo "vmark snapshot took $(awk "BEGIN {print $(now) - $t0}") s" > "$d/snapshot.txt"
+	ls -ls "$snap" >> "$d/snapshot.txt" 2>&1
+	g "$G" unbump
+	# The marks moved: what xl dump-core's file is checked against is taken again.
+	g "$G" "values Z"
+	grab "$G" VAL Z
+	for what in ps modules; do
+		"$VMARK" "$what" "$snap" --json > "$d/snap-$what.json" 2> "$d/snap-$what.err"
+	done
+	for mark in counter demo_state; do
+		"$VMARK" read --source "$snap" "$mark" --json > "$d/snap-$mark.json" 2> "$d/snap-$mark.err"
+	done
+	cp --sparse=always "$snap" "$d/snapshot.core"
+	rm -f "$snap"
+	# watch --snapshot-dir: a snapshot after each capture, two at most.
+	mkdir -p /tmp/snaps
+	timeout 300 "$VMARK" watch "$G" counter --every 200ms --count 3 --format json \
+		--snapshot-dir /tmp/snaps --max-snapshots 2 > "$d/snapwatch.out" 2> "$d/snapwatch.err"
+	echo $? > "$d/snapwatch.rc"
+	for f in /tmp/snaps/*; do
+		echo "$f $("$VMARK" read --source "$f" counter --json 2>&1)"
+	done > "$d/snapwatch-files.txt"
+	rm -rf /tmp/snaps
 }
 
 # other_kernel GUEST: a guest running another kernel than dom0's (TYPE
@@ -417,7 +460,7 @@ other_kernel() {
 		--fields 'counter,twice=counter*2:n' > "$d/csv.txt" 2> "$d/csv.err"
 	echo $? > "$d/csv.rc"
 	g "$G" "values Z"; grab "$G" VAL Z
-	introspection "$G" dump
+	introspection "$G" dump snapshot
 }
 
 # faults GUEST: what a hostile guest or a failing host does to a running watch
@@ -521,7 +564,7 @@ for G in $up; do
 	if [[ $G == *-dump ]]; then
 		g "$G" "values Z"
 		grab "$G" VAL Z
-		introspection "$G" dump
+		introspection "$G" dump snapshot
 	elif [ "$G" = vm-pv-other ]; then
 		other_kernel "$G"
 	else

@@ -26,9 +26,15 @@ ctl() {
 	dmesg | grep -o 'marks_demo: .*' | tail -n 1 | sed 's/^marks_demo: /VMARK-CTL /'
 }
 # bumping MS: bumps for MS milliseconds in the background (marks_demo's
-# "bump_for"); bumped waits for it to end.
+# "bump_for"); bumped waits for it to end, unbump ends it.
 bumping() { echo "bump_for $1" > $D/ctl & BUMPING=$!; }
 bumped() { wait "$BUMPING"; }
+# unbump: ends a bumping early (bump_for stops on a fatal signal).
+unbump() {
+	kill "$BUMPING" 2>/dev/null
+	wait "$BUMPING" 2>/dev/null
+	return 0
+}
 # bursts N K PAUSE: K bursts of N triggers, PAUSE seconds apart.
 bursts() {
 	local i=0

@@ -7,3 +7,4 @@ pub mod kmod;
 pub mod matrix;
 pub mod nested;
 pub mod pahole;
+pub mod peers;

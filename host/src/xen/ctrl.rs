@@ -3,6 +3,7 @@
 
 use super::{last_error, XenError};
 use crate::introspect::phys::VcpuState;
+use crate::snapshot::Registers;
 use xenctrl_sys as sys;
 
 /// An open libxenctrl interface.
@@ -55,6 +56,8 @@ pub struct DomainInfo {
     pub max_gpfn: u64,
     /// Being destroyed.
     pub dying: bool,
+    /// Pages the domain holds.
+    pub tot_pages: u64,
 }
 
 impl XenControl {
@@ -76,6 +79,7 @@ impl XenControl {
             max_vcpu_id: info.max_vcpu_id,
             max_gpfn: gpfns as u64,
             dying: info.flags & sys::XEN_DOMINF_dying != 0,
+            tot_pages: info.tot_pages,
         })
     }
 
@@ -126,6 +130,79 @@ impl XenControl {
             cr3: x64.ctrlreg[3],
             cr4: x64.ctrlreg[4],
             ..VcpuState::default()
+        })
+    }
+}
+
+impl XenControl {
+    /// Every register of vCPU `vcpu` of a 64-bit domain that a core file records
+    /// (`NT_PRSTATUS` and the control registers), for `vmark snapshot`.
+    pub fn vcpu_registers(&self, domid: u32, vcpu: u32) -> Result<Registers, XenError> {
+        let mut ctx = sys::vcpu_guest_context_any_t::default();
+        // SAFETY: as in `vcpu_state`.
+        if unsafe { sys::xc_vcpu_getcontext(self.xch, domid, vcpu, &mut ctx) } != 0 {
+            return Err(last_error("xc_vcpu_getcontext"));
+        }
+        // SAFETY: every field of the x86-64 view, and every member of the register unions
+        // (each a u64 overlaid with its narrower names), is a plain integer: any bytes
+        // libxenctrl wrote are a valid value of each.
+        let (x64, r) = unsafe {
+            let x64 = ctx.x64;
+            let u = x64.user_regs;
+            let r = [
+                u.__bindgen_anon_1.r15,
+                u.__bindgen_anon_2.r14,
+                u.__bindgen_anon_3.r13,
+                u.__bindgen_anon_4.r12,
+                u.__bindgen_anon_5.rbp,
+                u.__bindgen_anon_6.rbx,
+                u.__bindgen_anon_7.r11,
+                u.__bindgen_anon_8.r10,
+                u.__bindgen_anon_9.r9,
+                u.__bindgen_anon_10.r8,
+                u.__bindgen_anon_11.rax,
+                u.__bindgen_anon_12.rcx,
+                u.__bindgen_anon_13.rdx,
+                u.__bindgen_anon_14.rsi,
+                u.__bindgen_anon_15.rdi,
+                u.__bindgen_anon_16.rip,
+                u.__bindgen_anon_17.rflags,
+                u.__bindgen_anon_18.rsp,
+            ];
+            (x64, r)
+        };
+        let u = x64.user_regs;
+        Ok(Registers {
+            r15: r[0],
+            r14: r[1],
+            r13: r[2],
+            r12: r[3],
+            rbp: r[4],
+            rbx: r[5],
+            r11: r[6],
+            r10: r[7],
+            r9: r[8],
+            r8: r[9],
+            rax: r[10],
+            rcx: r[11],
+            rdx: r[12],
+            rsi: r[13],
+            rdi: r[14],
+            rip: r[15],
+            rflags: r[16],
+            rsp: r[17],
+            cs: u.cs.into(),
+            ss: u.ss.into(),
+            ds: u.ds.into(),
+            es: u.es.into(),
+            fs: u.fs.into(),
+            gs: u.gs.into(),
+            fs_base: x64.fs_base,
+            gs_base: x64.gs_base_kernel,
+            cr0: x64.ctrlreg[0],
+            cr2: x64.ctrlreg[2],
+            cr3: x64.ctrlreg[3],
+            cr4: x64.ctrlreg[4],
         })
     }
 }

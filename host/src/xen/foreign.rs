@@ -1,7 +1,9 @@
 //! Read-only foreign mappings of guest frames.
 
 use super::{last_error, XenError};
-use crate::frames::{FrameMapper, MapError, MappedMemory, Mapping, MAX_FRAMES_PER_MAPPING};
+use crate::frames::{
+    FrameMapper, MapError, MappedMemory, Mapping, SparseMapping, MAX_FRAMES_PER_MAPPING,
+};
 use std::sync::Arc;
 use xenforeignmemory_sys as sys;
 
@@ -83,8 +85,10 @@ impl Drop for ForeignPages {
     }
 }
 
-impl FrameMapper for DomainMapper {
-    fn map(&self, frames: &[u64]) -> Result<Mapping, MapError> {
+impl DomainMapper {
+    /// One `xenforeignmemory_map` call for `frames`: the mapping (holes where Xen refused
+    /// a frame) and each frame's error (0 when mapped).
+    fn map_batch(&self, frames: &[u64]) -> Result<(Mapping, Vec<i32>), MapError> {
         if frames.is_empty() || frames.len() > MAX_FRAMES_PER_MAPPING {
             return Err(MapError::Count(frames.len()));
         }
@@ -115,6 +119,13 @@ impl FrameMapper for DomainMapper {
             addr,
             pages: frames.len(),
         };
+        Ok((Mapping::new(Arc::new(pages)), errs))
+    }
+}
+
+impl FrameMapper for DomainMapper {
+    fn map(&self, frames: &[u64]) -> Result<Mapping, MapError> {
+        let (mapping, errs) = self.map_batch(frames)?;
         // Per-frame failures still return a mapping (with holes): refuse it as a whole.
         if let Some((i, e)) = errs.iter().enumerate().find(|(_, e)| **e != 0) {
             return Err(MapError::Frame {
@@ -122,6 +133,12 @@ impl FrameMapper for DomainMapper {
                 reason: std::io::Error::from_raw_os_error(e.abs()).to_string(),
             });
         }
-        Ok(Mapping::new(Arc::new(pages)))
+        Ok(mapping)
+    }
+
+    fn map_sparse(&self, frames: &[u64]) -> Result<SparseMapping, MapError> {
+        let (mapping, errs) = self.map_batch(frames)?;
+        let present = errs.iter().map(|&e| e == 0).collect();
+        Ok(SparseMapping::new(Some(mapping), present))
     }
 }

@@ -4,16 +4,21 @@
 //! Memory is the PT_LOAD segments, placed by `p_paddr`. Registers come from the notes:
 //! QEMU writes, per vCPU, a `CORE`/`NT_PRSTATUS` note and a `QEMU` note holding its
 //! `QEMUCPUState` (version 1: general registers, segments, then `cr[5]`), from which the
-//! page-table root (CR3) and paging mode (CR4) are taken.
+//! page-table root (CR3) and paging mode (CR4) are taken. `vmark snapshot` writes the same
+//! format, and for a Xen PV guest a `VMARK` note of its (pfn, mfn) pairs: the page tables
+//! hold machine frames, translated back through it.
 
 use super::segments::{Segment, SegmentMap};
-use super::{MemError, PhysicalMemory, Region, VcpuState};
+use super::{FrameKind, MemError, PhysicalMemory, Region, VcpuState};
+use crate::introspect::m2p::{MachineToPhys, P2mTable};
+use crate::snapshot::notes::NT_VMARK_XEN_P2M;
 use object::elf::{FileHeader64, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::read::ReadCache;
 use object::Endianness;
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Offsets in QEMU's `QEMUCPUState` (dump/dump.c, version 1).
 mod qemu_state {
@@ -31,7 +36,12 @@ pub struct ElfCore {
     file: File,
     map: SegmentMap,
     vcpus: Vec<VcpuState>,
+    /// A Xen PV guest's frames, from a `vmark snapshot`'s `VMARK` note.
+    p2m: Option<Arc<P2mTable>>,
 }
+
+/// Most bytes of notes read.
+const MAX_NOTES: u64 = vmark_proto::limits::CORE_MAX_NOTES_BYTES;
 
 fn fmt_err(path: &Path, what: impl std::fmt::Display) -> MemError {
     MemError::Format(format!("{}: {what}", path.display()))
@@ -52,6 +62,7 @@ impl ElfCore {
             .map_err(|e| fmt_err(path, e))?;
         let mut segments = Vec::new();
         let mut vcpus = Vec::new();
+        let mut p2m = None;
         for ph in phdrs {
             match ph.p_type(endian) {
                 PT_LOAD => segments.push(Segment {
@@ -60,13 +71,23 @@ impl ElfCore {
                     len: ph.p_filesz(endian).min(ph.p_memsz(endian)),
                     file_offset: ph.p_offset(endian),
                 }),
-                PT_NOTE => {
+                // Notes are read whole: a crafted size must not make that a huge allocation.
+                PT_NOTE if ph.p_filesz(endian) <= MAX_NOTES => {
                     if let Ok(Some(mut notes)) = ph.notes(endian, data) {
                         while let Ok(Some(note)) = notes.next() {
-                            if note.name() == b"QEMU" {
-                                if let Some(v) = parse_qemu_cpu_state(note.desc()) {
-                                    vcpus.push(v);
+                            match note.name() {
+                                b"QEMU" => vcpus.extend(parse_qemu_cpu_state(note.desc())),
+                                b"VMARK" if note.n_type(endian) == NT_VMARK_XEN_P2M => {
+                                    p2m = Some(Arc::new(P2mTable::from_pairs(
+                                        note.desc().chunks_exact(16).map(|c| {
+                                            let w = |b: &[u8]| {
+                                                u64::from_le_bytes(b.try_into().expect("8 bytes"))
+                                            };
+                                            (w(&c[..8]), w(&c[8..]))
+                                        }),
+                                    )));
                                 }
+                                _ => {}
                             }
                         }
                     }
@@ -78,7 +99,12 @@ impl ElfCore {
             return Err(fmt_err(path, "no PT_LOAD segments: not a memory dump"));
         }
         let map = SegmentMap::new(segments, file_len)?;
-        Ok(ElfCore { file, map, vcpus })
+        Ok(ElfCore {
+            file,
+            map,
+            vcpus,
+            p2m,
+        })
     }
 
     /// The memory segments.
@@ -92,7 +118,7 @@ fn le_u64(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// Parses a `QEMUCPUState` note descriptor.
-fn parse_qemu_cpu_state(desc: &[u8]) -> Option<VcpuState> {
+pub(crate) fn parse_qemu_cpu_state(desc: &[u8]) -> Option<VcpuState> {
     let version = u32::from_le_bytes(desc.get(qemu_state::VERSION..4)?.try_into().ok()?);
     if version != 1 || desc.len() < qemu_state::MIN_SIZE {
         return None;
@@ -120,5 +146,14 @@ impl PhysicalMemory for ElfCore {
     }
     fn vcpus(&self) -> Vec<VcpuState> {
         self.vcpus.clone()
+    }
+    fn frame_kind(&self) -> FrameKind {
+        match self.p2m {
+            Some(_) => FrameKind::XenPv,
+            None => FrameKind::Physical,
+        }
+    }
+    fn machine_to_phys(&self) -> Option<Arc<dyn MachineToPhys>> {
+        self.p2m.clone().map(|p| p as Arc<dyn MachineToPhys>)
     }
 }
