@@ -1,10 +1,11 @@
 //! `vmark snapshot SOURCE FILE`: a live domain's memory and vCPU registers (or a dump's,
-//! re-written) as an ELF core file that vmark, drgn, volatility3 and crash open
+//! re-written) as an ELF core file that vmark, drgn and volatility3 open
 //! ([`crate::snapshot`]).
 //!
-//! For a live domain, the kernel is located and its memory map and `VMCOREINFO`
-//! read *before* the pause (they do not change while it runs); the domain is paused only
-//! for the registers and the memory, so the snapshot is one instant of the guest. Without
+//! For a live domain, the kernel is located and its memory map (or P2M) and `VMCOREINFO`
+//! read *before* the pause; the domain is paused only for the registers and the memory, so
+//! the snapshot is one instant of the guest, and for at most as many frames as it holds
+//! (`tot_pages`, from Xen), whatever the guest's map says. The file is its owner's only. Without
 //! a kernel vmark can read, every frame up to the domain's highest is tried (slower: Xen
 //! refuses the absent ones one by one). A Xen PV guest's memory is machine frames: which
 //! ones, and in what pseudo-physical order, its own P2M says ([`guest::pv_p2m`]); the
@@ -46,22 +47,10 @@ pub fn snapshot(
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let t0 = Instant::now();
-    let target = Target::open(spec)?.with_files(files.clone());
-    let types = match spec {
-        SourceSpec::File(..) => false,
-        #[cfg(feature = "xen")]
-        SourceSpec::Domain(d) => needs_types(d)?,
-        #[cfg(not(feature = "xen"))]
-        SourceSpec::Domain(_) => false,
-    };
-    let kernel = target.kernel(types);
-    let (stats, paused_ns, frames_from, vmcoreinfo_note) = match spec {
-        SourceSpec::File(..) => {
-            let (vmcoreinfo, origin) = match &kernel {
-                Ok(k) => guest::vmcoreinfo(k),
-                Err(e) => (Vec::new(), VmcoreinfoOrigin::Vmark(e.to_string())),
-            };
-            let note = origin_note(&origin, &vmcoreinfo);
+    let (label, stats, paused_ns, frames_from, vmcoreinfo_note) = match spec {
+        SourceSpec::File(source, _) => {
+            refuse_overwriting(source, path)?;
+            let target = Target::open(spec)?.with_files(files.clone());
             let mem = target.memory();
             if mem.frame_kind() != crate::introspect::phys::FrameKind::Physical {
                 return Err(CliError::Usage(
@@ -70,6 +59,11 @@ pub fn snapshot(
                         .into(),
                 ));
             }
+            let (vmcoreinfo, origin) = match target.kernel(false) {
+                Ok(k) => guest::vmcoreinfo(&k),
+                Err(e) => (Vec::new(), VmcoreinfoOrigin::Vmark(e.to_string())),
+            };
+            let note = origin_note(&origin, &vmcoreinfo);
             let frames = mem
                 .regions()
                 .iter()
@@ -80,12 +74,19 @@ pub fn snapshot(
                 vcpus: mem.vcpus().iter().map(registers_of).collect(),
                 vmcoreinfo,
                 p2m: None,
+                max_present: None,
             };
-            let file = std::fs::File::create(path)?;
-            let stats = snapshot::write_core(target.mapper().as_ref(), &contents, &file)?;
-            (stats, None, "the dump's memory", note)
+            let stats = write_file(path, |file| {
+                Ok(snapshot::write_core(
+                    target.mapper().as_ref(),
+                    &contents,
+                    file,
+                    &|| false,
+                )?)
+            })?;
+            (target.label.clone(), stats, None, "the dump's memory", note)
         }
-        SourceSpec::Domain(d) => domain(&target, d, kernel.ok(), path, opts)?,
+        SourceSpec::Domain(d) => domain(d, path, opts)?,
     };
     let report = Report {
         stats,
@@ -94,7 +95,48 @@ pub fn snapshot(
         vmcoreinfo: vmcoreinfo_note,
         frames_from,
     };
-    write_report(&target.label, path, &report, opts.json, out)
+    write_report(&label, path, &report, opts.json, out)
+}
+
+/// Refuses to write the snapshot over the dump it is made from.
+fn refuse_overwriting(source: &Path, path: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(source), std::fs::metadata(path)) {
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            return Err(CliError::Usage(format!(
+                "{} is the dump being read: write the snapshot elsewhere",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` readable by its owner only (it holds a guest's whole memory), never
+/// through a symbolic link, has `write` fill it, and removes it when that fails: no
+/// partial snapshot is left under a snapshot's name.
+fn write_file<T>(
+    path: &Path,
+    write: impl FnOnce(&std::fs::File) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    /// `O_NOFOLLOW` of Linux (x86-64), so no libc is needed without Xen.
+    const O_NOFOLLOW: i32 = 0o400000;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)?;
+    match write(&file) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
 }
 
 fn registers_of(v: &crate::introspect::phys::VcpuState) -> Registers {
@@ -108,60 +150,52 @@ fn registers_of(v: &crate::introspect::phys::VcpuState) -> Registers {
     }
 }
 
-/// A live HVM/PVH domain ready to be snapshotted, as often as asked: what to map and the
-/// `VMCOREINFO`, learnt once from its kernel (before any pause).
+/// A live domain ready to be snapshotted, as often as asked: its kernel located once, what
+/// to map learnt before each pause.
 #[cfg(feature = "xen")]
 pub struct DomainSnapshotter {
     domid: u32,
-    mapper: std::sync::Arc<dyn crate::frames::FrameMapper>,
+    label: String,
+    target: Target,
+    kernel: Option<Kernel>,
+    hvm: bool,
+    /// HVM/PVH: the frames of the guest's memory map (it does not change while it runs).
     frames: Vec<std::ops::Range<u64>>,
     frames_from: &'static str,
     vmcoreinfo: Vec<u8>,
     vmcoreinfo_note: String,
     max_vcpu_id: u32,
-    p2m: Option<Vec<u64>>,
+    ctrl: crate::xen::XenControl,
 }
 
 #[cfg(feature = "xen")]
 impl DomainSnapshotter {
     /// Locates `spec`'s kernel and reads its memory map and `VMCOREINFO`.
     pub fn prepare(spec: &str) -> Result<Self, CliError> {
-        let target = Target::open(&SourceSpec::Domain(spec.to_string()))?;
-        let kernel = target.kernel(needs_types(spec)?);
-        Self::from_target(&target, spec, kernel.as_ref().ok())
-    }
-
-    fn from_target(target: &Target, spec: &str, kernel: Option<&Kernel>) -> Result<Self, CliError> {
         use crate::xen::{self, XenControl, XenStore};
-        let store = XenStore::open()?;
-        let domain = xen::resolve_domain(&store, spec)?;
-        let info = XenControl::open()?.domain_info(domain.id)?;
+        let target = Target::open(&SourceSpec::Domain(spec.to_string()))?;
+        let domain = xen::resolve_domain(&XenStore::open()?, spec)?;
+        let ctrl = XenControl::open()?;
+        let info = ctrl.domain_info(domain.id)?;
+        // An HVM/PVH guest's memory map is read with the kernel's types; a PV guest's P2M
+        // and any guest's VMCOREINFO need only symbols (and the types take a while).
+        let kernel = target.kernel(info.hvm).ok();
         let limit = info.max_gpfn.saturating_add(1);
-        let mut p2m = None;
-        let (frames, frames_from) = if info.hvm {
-            match kernel.map(guest::memory_frames) {
-                Some(Ok(frames)) => (frames, "the guest's memory map"),
-                _ => (
-                    std::iter::once(0..limit).collect(),
-                    "every frame up to the domain's highest",
-                ),
-            }
-        } else {
-            // PV: the mapper takes machine frames; which ones, only the guest's P2M says.
-            let k = kernel.ok_or_else(|| {
-                CliError::Usage(format!(
-                    "{spec} is a PV domain and its kernel was not found: its P2M (which \
-                     machine frames are its memory) cannot be read"
-                ))
-            })?;
-            // Xen's maximum gpfn of a PV domain is what the guest says in its shared info;
-            // the P2M's own size, bounded, is the limit.
-            let table = guest::pv_p2m(k, guest::MAX_P2M_ENTRIES)?;
-            let frames = std::iter::once(0..table.len() as u64).collect();
-            p2m = Some(table);
-            (frames, "the guest's P2M")
+        let (frames, frames_from) = match (info.hvm, kernel.as_ref().map(guest::memory_frames)) {
+            (true, Some(Ok(frames))) => (frames, "the guest's memory map"),
+            (true, _) => (
+                std::iter::once(0..limit).collect(),
+                "every frame up to the domain's highest",
+            ),
+            (false, _) => (Vec::new(), "the guest's P2M"),
         };
-        let (vmcoreinfo, origin) = match kernel {
+        if !info.hvm && kernel.is_none() {
+            return Err(CliError::Usage(format!(
+                "{spec} is a PV domain and its kernel was not found: its P2M (which machine \
+                 frames are its memory) cannot be read"
+            )));
+        }
+        let (vmcoreinfo, origin) = match &kernel {
             Some(k) => guest::vmcoreinfo(k),
             None => (
                 Vec::new(),
@@ -170,27 +204,44 @@ impl DomainSnapshotter {
         };
         Ok(DomainSnapshotter {
             domid: domain.id,
-            mapper: target.mapper().clone(),
+            label: domain.name.clone(),
+            hvm: info.hvm,
             frames: snapshot::normalise(frames, limit),
             frames_from,
             vmcoreinfo_note: origin_note(&origin, &vmcoreinfo),
             vmcoreinfo,
             max_vcpu_id: info.max_vcpu_id.min(snapshot::MAX_VCPUS as u32 - 1),
-            p2m,
+            target,
+            kernel,
+            ctrl,
         })
     }
 
+    /// Where the frames come from, for reports.
+    pub fn frames_from(&self) -> &'static str {
+        self.frames_from
+    }
+
     /// Writes one snapshot to `path`, the domain paused for it unless `no_pause`; returns
-    /// what was written and how long the domain was paused.
-    pub fn take(
-        &self,
-        ctrl: &crate::xen::XenControl,
-        path: &Path,
-        no_pause: bool,
-    ) -> Result<(Stats, Option<u64>), CliError> {
+    /// what was written and how long the domain was paused. A termination signal during
+    /// the pause gives the copy up (the domain runs again, the file is removed).
+    pub fn take(&self, path: &Path, no_pause: bool) -> Result<(Stats, Option<u64>), CliError> {
         use crate::watch::{PauseGuard, Pauser};
-        let file = std::fs::File::create(path)?;
-        let pauser: &dyn Pauser = ctrl;
+        // PV: the P2M changes as the guest balloons, so it is read again each time (before
+        // the pause: the guest's own list, through its page tables), clipped to what
+        // vmark reads.
+        let (frames, p2m) = match (&self.kernel, self.hvm) {
+            (Some(k), false) => {
+                let table = guest::pv_p2m(k, guest::MAX_P2M_ENTRIES)?;
+                (
+                    std::iter::once(0..table.len() as u64).collect(),
+                    Some(table),
+                )
+            }
+            _ => (self.frames.clone(), None),
+        };
+        let max_present = self.ctrl.domain_info(self.domid)?.tot_pages;
+        let pauser: &dyn Pauser = &self.ctrl;
         let guard = match no_pause {
             true => None,
             false => Some(
@@ -198,15 +249,25 @@ impl DomainSnapshotter {
                     .map_err(|e| CliError::Usage(format!("pausing the domain: {e}")))?,
             ),
         };
-        let contents = Contents {
-            frames: self.frames.clone(),
-            vcpus: (0..=self.max_vcpu_id)
-                .filter_map(|v| ctrl.vcpu_registers(self.domid, v).ok())
-                .collect(),
-            vmcoreinfo: self.vmcoreinfo.clone(),
-            p2m: self.p2m.clone(),
-        };
-        let stats = snapshot::write_core(self.mapper.as_ref(), &contents, &file)?;
+        // Written (or removed) while the guard holds the termination signals: one that
+        // arrived is delivered after the unpause, with no partial file left.
+        let written = write_file(path, |file| {
+            let contents = Contents {
+                frames,
+                vcpus: (0..=self.max_vcpu_id)
+                    .filter_map(|v| self.ctrl.vcpu_registers(self.domid, v).ok())
+                    .collect(),
+                vmcoreinfo: self.vmcoreinfo.clone(),
+                p2m,
+                max_present: Some(max_present),
+            };
+            Ok(snapshot::write_core(
+                self.target.mapper().as_ref(),
+                &contents,
+                file,
+                &termination_pending,
+            )?)
+        });
         let paused = match guard {
             Some(g) => Some(
                 g.resume()
@@ -214,42 +275,49 @@ impl DomainSnapshotter {
             ),
             None => None,
         };
-        Ok((stats, paused))
+        Ok((written?, paused))
     }
 }
 
-/// Whether snapshotting domain `spec` needs the kernel's types: an HVM/PVH guest's memory
-/// map is read with them; a PV guest's P2M and any guest's `VMCOREINFO` need only symbols
-/// (and the types take a while to read).
+/// Whether SIGINT, SIGTERM, SIGHUP or SIGQUIT is pending (they are blocked while the
+/// domain is paused, so that none ends the process with the guest paused).
 #[cfg(feature = "xen")]
-pub fn needs_types(spec: &str) -> Result<bool, CliError> {
-    use crate::xen::{self, XenControl, XenStore};
-    let domain = xen::resolve_domain(&XenStore::open()?, spec)?;
-    Ok(XenControl::open()?.domain_info(domain.id)?.hvm)
+fn termination_pending() -> bool {
+    // SAFETY: `set` is a sigset_t owned here, filled by sigpending and only read by
+    // sigismember; both are plain libc calls with no other memory involved.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if libc::sigpending(&mut set) != 0 {
+            return false;
+        }
+        [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]
+            .iter()
+            .any(|&sig| libc::sigismember(&set, sig) == 1)
+    }
 }
 
 #[cfg(feature = "xen")]
-fn domain(
-    target: &Target,
-    spec: &str,
-    kernel: Option<Kernel>,
-    path: &Path,
-    opts: SnapshotOptions,
-) -> Result<(Stats, Option<u64>, &'static str, String), CliError> {
-    let s = DomainSnapshotter::from_target(target, spec, kernel.as_ref())?;
-    let ctrl = crate::xen::XenControl::open()?;
-    let (stats, paused) = s.take(&ctrl, path, opts.no_pause)?;
-    Ok((stats, paused, s.frames_from, s.vmcoreinfo_note))
+type DomainReport = (String, Stats, Option<u64>, &'static str, String);
+
+#[cfg(feature = "xen")]
+fn domain(spec: &str, path: &Path, opts: SnapshotOptions) -> Result<DomainReport, CliError> {
+    let s = DomainSnapshotter::prepare(spec)?;
+    let (stats, paused) = s.take(path, opts.no_pause)?;
+    Ok((
+        s.label.clone(),
+        stats,
+        paused,
+        s.frames_from,
+        s.vmcoreinfo_note.clone(),
+    ))
 }
 
 #[cfg(not(feature = "xen"))]
 fn domain(
-    _: &Target,
     spec: &str,
-    _: Option<Kernel>,
     _: &Path,
     _: SnapshotOptions,
-) -> Result<(Stats, Option<u64>, &'static str, String), CliError> {
+) -> Result<(String, Stats, Option<u64>, &'static str, String), CliError> {
     Err(CliError::Usage(format!(
         "xen:{spec}: this vmark was built without Xen support"
     )))

@@ -36,6 +36,7 @@ use crate::xen::{
 };
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -606,7 +607,7 @@ impl Session<'_> {
         }
         *taken += 1;
         let path = dir.join(format!("{}-{t_ns}.core", self.domid));
-        let (kind, detail) = match snapshotter.take(&self.xc, &path, false) {
+        let (kind, detail) = match snapshotter.take(&path, false) {
             Ok((stats, paused)) => {
                 let paused = paused.unwrap_or(0);
                 self.stats.snapshots.record(paused);
@@ -714,7 +715,11 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
     // --snapshot-dir: the guest's kernel located and its memory map read once, now.
     let snapshots = match &opts.snapshot_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
+            // Snapshots hold the guest's memory: a directory made for them is its owner's.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
             let s = crate::cli_snapshot::DomainSnapshotter::prepare(&domid.to_string())
                 .map_err(|e| LiveError::Usage(format!("--snapshot-dir: {e}")))?;
             Some((s, 0))

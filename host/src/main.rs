@@ -206,9 +206,10 @@ enum Command {
     },
     /// Write a guest's memory and vCPU registers as an ELF core file (a snapshot).
     ///
-    /// The file is what QEMU's dump-guest-memory writes, with the guest's VMCOREINFO:
-    /// vmark (ps, modules, read --source), drgn, volatility3 and crash open it. A live
-    /// HVM/PVH domain is paused for the copy (not with --no-pause); a dump is re-written.
+    /// The file is the kind of ELF core QEMU's dump-guest-memory writes, with the guest's
+    /// VMCOREINFO: vmark (ps, modules, read --source), drgn and volatility3 open it. A live
+    /// domain is paused for the copy (not with --no-pause); a dump is re-written. The file
+    /// is readable by its owner only.
     Snapshot {
         /// xen:NAME|ID or a domain name or id (or a memory dump to re-write).
         source: String,
@@ -425,7 +426,7 @@ fn run(command: Command) -> Result<(), Failed> {
             json,
         } => {
             // A bare domain name is a domain, unless a file of that name is there.
-            let source = if source.starts_with("xen:") || std::path::Path::new(&source).exists() {
+            let source = if source.starts_with("xen:") || std::path::Path::new(&source).is_file() {
                 source
             } else {
                 format!("xen:{source}")

@@ -245,6 +245,13 @@ pub const SNAPSHOT_MAX_VCPUS: usize = 512;
 pub const SNAPSHOT_MAX_VMCOREINFO: usize = 4096;
 /// Most entries of a Xen PV guest's P2M read for a snapshot (a 64 GiB guest).
 pub const SNAPSHOT_MAX_P2M_ENTRIES: u64 = 1 << 24;
-/// Most bytes of a core file's notes read (they are read whole; a PV snapshot's P2M note
-/// is 16 bytes a page, so 256 MiB is a 64 GiB guest).
-pub const CORE_MAX_NOTES_BYTES: u64 = 256 << 20;
+/// Most frames a snapshot tries (1 TiB of guest-physical space): the ranges come from the
+/// guest, and each costs Xen work while the domain is paused.
+pub const SNAPSHOT_MAX_FRAMES_TRIED: u64 = 1 << 28;
+/// Most entries of a guest's e820 memory map read (Linux's `E820_MAX_ENTRIES` is 128 plus
+/// 3 per NUMA node).
+pub const SNAPSHOT_MAX_E820_ENTRIES: u64 = 8192;
+/// Most bytes of a core file's notes read, all `PT_NOTE` segments together (they are read
+/// whole): a PV snapshot's P2M note of [`SNAPSHOT_MAX_P2M_ENTRIES`] pairs, and 1 MiB for
+/// the rest.
+pub const CORE_MAX_NOTES_BYTES: u64 = 16 * SNAPSHOT_MAX_P2M_ENTRIES + (1 << 20);

@@ -27,11 +27,19 @@ pub fn memory_frames(k: &Kernel) -> Result<Vec<Range<u64>>, KernelError> {
     let addr_off = off("entries[0].addr")?;
     let size_off = off("entries[0].size")?;
     let type_off = off("entries[0].type")?;
-    let stride = off("entries[1].addr")? - addr_off;
+    // The types are the guest's too (its BTF): an entry is at least its three members
+    // (20 bytes, packed), and the array's length is bounded by vmark, not by them.
+    let stride = off("entries[1].addr")?
+        .checked_sub(addr_off)
+        .filter(|&s| s >= 20)
+        .ok_or_else(|| {
+            KernelError::MissingType("e820_table.entries: entries under 20 bytes".into())
+        })?;
     let capacity = k
         .btf()?
         .member_count(table_t, "entries")
-        .ok_or_else(|| KernelError::MissingType("e820_table.entries".into()))?;
+        .ok_or_else(|| KernelError::MissingType("e820_table.entries".into()))?
+        .min(vmark_proto::limits::SNAPSHOT_MAX_E820_ENTRIES);
     let table = k.read_ptr(k.data_symbol("e820_table")?)?;
     let at = |o: u64| {
         table
@@ -43,11 +51,18 @@ pub fn memory_frames(k: &Kernel) -> Result<Vec<Range<u64>>, KernelError> {
     let n = u64::from(u32::from_le_bytes(n)).min(capacity);
     let mut ranges = Vec::new();
     for i in 0..n {
-        let e = i * stride;
+        // i < 8192 and stride is a member offset difference of a type under 64 MiB: no
+        // overflow, but checked all the same.
+        let e = |o: u64| {
+            i.checked_mul(stride)
+                .and_then(|e| e.checked_add(o))
+                .ok_or_else(|| KernelError::Overflow(format!("e820 entry {i}")))
+                .and_then(at)
+        };
         let (mut a, mut s, mut t) = ([0u8; 8], [0u8; 8], [0u8; 4]);
-        k.read(at(addr_off + e)?, &mut a)?;
-        k.read(at(size_off + e)?, &mut s)?;
-        k.read(at(type_off + e)?, &mut t)?;
+        k.read(e(addr_off)?, &mut a)?;
+        k.read(e(size_off)?, &mut s)?;
+        k.read(e(type_off)?, &mut t)?;
         let (addr, size) = (u64::from_le_bytes(a), u64::from_le_bytes(s));
         if !E820_SNAPSHOT_TYPES.contains(&u32::from_le_bytes(t)) {
             continue;
@@ -67,9 +82,9 @@ pub fn memory_frames(k: &Kernel) -> Result<Vec<Range<u64>>, KernelError> {
 pub const MAX_P2M_ENTRIES: u64 = vmark_proto::limits::SNAPSHOT_MAX_P2M_ENTRIES;
 
 /// A Linux Xen PV guest's P2M: `xen_p2m_addr[pfn]` for pfn below `xen_p2m_size` and
-/// `limit` (the domain's frame count), the machine frame of each pseudo-physical frame
-/// ([`super::NO_FRAME`] for invalid, foreign and identity entries). Guest data: a lying
-/// P2M can name only frames Xen lets the domain map, or leave frames out.
+/// `limit`, the machine frame of each pseudo-physical frame ([`super::NO_FRAME`] for
+/// invalid, foreign and identity entries). Guest data: a lying P2M can name only frames
+/// Xen lets the domain map (the writer bounds how many), or leave frames out.
 pub fn pv_p2m(k: &Kernel, limit: u64) -> Result<Vec<u64>, KernelError> {
     use crate::introspect::m2p::{FOREIGN_FRAME_BIT, IDENTITY_FRAME_BIT};
     let addr = k.read_ptr(k.data_symbol("xen_p2m_addr")?)?;
@@ -114,7 +129,9 @@ pub enum VmcoreinfoOrigin {
 }
 
 /// The guest's `VMCOREINFO` text, or one vmark writes from the located kernel (the
-/// release, page size, KASLR offset, page-table root and `phys_base` drgn needs).
+/// release, page size, KASLR offset, page-table root and `phys_base`: enough for drgn with
+/// the kernel's debug info; without it drgn also needs the kallsyms entries, which only the
+/// guest's own text has).
 pub fn vmcoreinfo(k: &Kernel) -> (Vec<u8>, VmcoreinfoOrigin) {
     match guest_vmcoreinfo(k) {
         Ok(text) => (text, VmcoreinfoOrigin::Guest),
@@ -190,13 +207,13 @@ fn synthesised_vmcoreinfo(k: &Kernel) -> Vec<u8> {
             break;
         }
     }
-    if let Some(phys_base) = base
+    // phys_base = _text's physical address - (its virtual one - __START_KERNEL_map), in
+    // two's complement as the kernel keeps it (it may be "negative"), printed as Linux's
+    // `%ld` does.
+    let phys_base = base
         .text_phys
-        .checked_add(START_KERNEL_MAP)
-        .and_then(|v| v.checked_sub(base.text_virt))
-    {
-        s += &format!("NUMBER(phys_base)={phys_base}\n");
-    }
+        .wrapping_sub(base.text_virt.wrapping_sub(START_KERNEL_MAP)) as i64;
+    s += &format!("NUMBER(phys_base)={phys_base}\n");
     let l5 = u8::from(base.mode == PagingMode::Long5);
     s += &format!("NUMBER(pgtable_l5_enabled)={l5}\n");
     s += &format!("KERNELOFFSET={:x}\n", base.kaslr_offset);

@@ -1,9 +1,12 @@
 //! Memory snapshots: a guest's memory and vCPU registers written as an ELF core file.
 //!
-//! The format is the one QEMU's `dump-guest-memory` writes, which vmark, drgn, volatility3
-//! and crash all open: an `ET_CORE` ELF64 whose `PT_LOAD` segments place the guest's pages
+//! The format is the kind of ELF core QEMU's `dump-guest-memory` writes, which vmark, drgn
+//! and volatility3 open: an `ET_CORE` ELF64 whose `PT_LOAD` segments place the guest's pages
 //! by physical address (`p_paddr`), and a `PT_NOTE` with each vCPU's `NT_PRSTATUS` and
-//! `QEMUCPUState` and, for a Linux guest, its `VMCOREINFO` ([`notes`]).
+//! `QEMUCPUState` and, for a Linux guest, its `VMCOREINFO` ([`notes`]). Unlike QEMU's, its
+//! program headers and notes are at the end of the file (found through `e_phoff`, as the
+//! ELF specification has it); `crash`, which looks for them right after the ELF header,
+//! does not open it.
 //!
 //! Writing is built for speed ([`write_core`]): frames are mapped in batches of
 //! [`BATCH_FRAMES`] (one hypervisor call each, where `xl dump-core` maps one frame per
@@ -88,6 +91,11 @@ pub struct Contents {
     /// in a `VMARK` note ([`notes::NT_VMARK_XEN_P2M`]) so that the page tables, which hold
     /// machine frames, can be walked in the file.
     pub p2m: Option<Vec<u64>>,
+    /// Most frames to write: the pages the domain holds (`tot_pages`). The frames to try
+    /// come from the guest (its memory map, its P2M); this bound, from Xen, keeps a guest
+    /// that names frames many times over or far apart from making the copy (done while it
+    /// is paused) larger or longer than its memory. `None`: no bound (dumps).
+    pub max_present: Option<u64>,
 }
 
 /// A pseudo-physical frame with no machine frame behind it.
@@ -115,6 +123,13 @@ pub enum SnapshotError {
     /// Nothing to write.
     #[error("no frame of the guest could be mapped")]
     Empty,
+    /// A termination signal arrived while the domain was paused: the copy was given up
+    /// (and the domain unpaused).
+    #[error("interrupted by a signal")]
+    Interrupted,
+    /// More frames were tried than [`limits::SNAPSHOT_MAX_FRAMES_TRIED`].
+    #[error("more than {} frames to try", limits::SNAPSHOT_MAX_FRAMES_TRIED)]
+    TooManyFrames,
 }
 
 /// What was written.
@@ -163,11 +178,18 @@ struct Segment {
 
 /// Writes a snapshot of the frames `contents` names, mapped through `mapper`, to `file`
 /// (which should be empty: it is written at offsets and set to its final length).
+/// `interrupted` is asked between batches; when it says so, the copy is given up.
 pub fn write_core(
     mapper: &dyn FrameMapper,
     contents: &Contents,
     file: &File,
+    interrupted: &dyn Fn() -> bool,
 ) -> Result<Stats, SnapshotError> {
+    let tried: u64 = contents.frames.iter().map(|r| r.end - r.start).sum();
+    if tried > limits::SNAPSHOT_MAX_FRAMES_TRIED {
+        return Err(SnapshotError::TooManyFrames);
+    }
+    let max_present = contents.max_present.unwrap_or(u64::MAX);
     let page = PAGE_SIZE as usize;
     let mut stats = Stats::default();
     let mut segments: Vec<Segment> = Vec::new();
@@ -179,7 +201,10 @@ pub fn write_core(
     let mut written: Option<Vec<(u64, u64)>> = contents.p2m.as_ref().map(|_| Vec::new());
     for range in &contents.frames {
         let mut first = range.start;
-        while first < range.end {
+        while first < range.end && stats.frames_present < max_present {
+            if interrupted() {
+                return Err(SnapshotError::Interrupted);
+            }
             let count = (range.end - first).min(BATCH_FRAMES as u64) as usize;
             // The batch's frames (pseudo-physical for PV) and what the mapper is given.
             let (frames, mapped): (Vec<u64>, Vec<u64>) = (first..first + count as u64)
@@ -206,7 +231,7 @@ pub fn write_core(
             stats.map_calls += 1;
             for (i, &frame) in frames.iter().enumerate() {
                 let chunk = &mut buf[i * page..(i + 1) * page];
-                if !sparse.copy_frame(i, chunk) {
+                if stats.frames_present == max_present || !sparse.copy_frame(i, chunk) {
                     continue;
                 }
                 if let Some(p2m) = &mut written {
@@ -401,8 +426,9 @@ mod tests {
             vcpus: vec![regs],
             vmcoreinfo: b"OSRELEASE=test\nPAGESIZE=4096\n".to_vec(),
             p2m: None,
+            max_present: None,
         };
-        let stats = write_core(&mapper, &contents, &file).unwrap();
+        let stats = write_core(&mapper, &contents, &file, &|| false).unwrap();
         assert_eq!(stats.frames_tried, 6);
         assert_eq!(stats.frames_present, 4);
         assert_eq!(stats.frames_zero, 1);
@@ -442,14 +468,14 @@ mod tests {
             frames: std::iter::once(0..5).collect(),
             ..Contents::default()
         };
-        let stats = write_core(&Odd, &contents, &file).unwrap();
+        let stats = write_core(&Odd, &contents, &file, &|| false).unwrap();
         assert_eq!((stats.frames_present, stats.segments), (3, 3));
         let none = Contents {
             frames: std::iter::once(1..2).collect(),
             ..Contents::default()
         };
         assert!(matches!(
-            write_core(&Odd, &none, &file),
+            write_core(&Odd, &none, &file, &|| false),
             Err(SnapshotError::Empty)
         ));
         std::fs::remove_file(&path).unwrap();
@@ -470,7 +496,7 @@ mod tests {
             p2m: Some(vec![3, 0, 2, NO_FRAME]),
             ..Contents::default()
         };
-        let stats = write_core(&BufferMapper::new(mem), &contents, &file).unwrap();
+        let stats = write_core(&BufferMapper::new(mem), &contents, &file, &|| false).unwrap();
         assert_eq!((stats.frames_present, stats.segments), (3, 1));
         let core = ElfCore::open(&path).unwrap();
         let mut b = [0u8; 1];
@@ -484,6 +510,36 @@ mod tests {
             (m2p.m2p(3), m2p.m2p(0), m2p.m2p(1)),
             (Some(0), Some(1), None)
         );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_copy_stops_at_the_frames_the_domain_holds_and_on_a_signal() {
+        // A P2M that names machine frame 0 at every pfn: the copy stops at max_present.
+        let path = scratch("bounded");
+        let file = File::create(&path).unwrap();
+        let contents = Contents {
+            frames: std::iter::once(0..5000).collect(),
+            p2m: Some(vec![0; 5000]),
+            max_present: Some(3),
+            ..Contents::default()
+        };
+        let mapper = BufferMapper::new(vec![1u8; 4096]);
+        let stats = write_core(&mapper, &contents, &file, &|| false).unwrap();
+        assert_eq!(stats.frames_present, 3);
+        assert_eq!(stats.map_calls, 1, "no batch after the bound");
+        assert!(matches!(
+            write_core(&mapper, &contents, &file, &|| true),
+            Err(SnapshotError::Interrupted)
+        ));
+        let too_many = Contents {
+            frames: std::iter::once(0..limits::SNAPSHOT_MAX_FRAMES_TRIED + 1).collect(),
+            ..Contents::default()
+        };
+        assert!(matches!(
+            write_core(&mapper, &too_many, &file, &|| false),
+            Err(SnapshotError::TooManyFrames)
+        ));
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -198,7 +198,12 @@ impl XenControl {
             fs: u.fs.into(),
             gs: u.gs.into(),
             fs_base: x64.fs_base,
-            gs_base: x64.gs_base_kernel,
+            // The GS base in use: the user one while the vCPU runs in user mode.
+            gs_base: if u.cs & 3 != 0 {
+                x64.gs_base_user
+            } else {
+                x64.gs_base_kernel
+            },
             cr0: x64.ctrlreg[0],
             cr2: x64.ctrlreg[2],
             cr3: x64.ctrlreg[3],

@@ -63,6 +63,7 @@ impl ElfCore {
         let mut segments = Vec::new();
         let mut vcpus = Vec::new();
         let mut p2m = None;
+        let mut notes_read = 0u64;
         for ph in phdrs {
             match ph.p_type(endian) {
                 PT_LOAD => segments.push(Segment {
@@ -71,8 +72,12 @@ impl ElfCore {
                     len: ph.p_filesz(endian).min(ph.p_memsz(endian)),
                     file_offset: ph.p_offset(endian),
                 }),
-                // Notes are read whole: a crafted size must not make that a huge allocation.
-                PT_NOTE if ph.p_filesz(endian) <= MAX_NOTES => {
+                // Notes are read whole: crafted sizes must not add up to a huge allocation.
+                PT_NOTE => {
+                    notes_read = notes_read.saturating_add(ph.p_filesz(endian));
+                    if notes_read > MAX_NOTES {
+                        return Err(fmt_err(path, "its notes are larger than vmark reads"));
+                    }
                     if let Ok(Some(mut notes)) = ph.notes(endian, data) {
                         while let Ok(Some(note)) = notes.next() {
                             match note.name() {
