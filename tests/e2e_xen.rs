@@ -1065,15 +1065,21 @@ fn check_consistency(d: &Path, bad: &mut impl FnMut(String), figures: &mut Vec<S
     }
 }
 
-fn check_introspection(d: &Path, with_dump: bool, bad: &mut impl FnMut(String)) {
-    let lines = |f: &str| read_text(&d.join(f)).unwrap_or_default();
-    let ps_text = lines("ps-L.txt");
-    let ps_lines: Vec<&str> = ps_text.lines().filter(|l| !l.starts_with("END ")).collect();
-    let note = ps_text
+/// The guest's own `ps` as the harness grabbed it (`ps-TAG.txt`: its lines, then an
+/// `END ps=PID` note).
+fn guest_ps(path: &Path) -> Result<GuestPs, String> {
+    let text = read_text(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("END ")).collect();
+    let note = text
         .lines()
         .find_map(|l| l.strip_prefix("END "))
         .unwrap_or("");
-    let guest_ps = match GuestPs::parse(&ps_lines, note) {
+    GuestPs::parse(&lines, note)
+}
+
+fn check_introspection(d: &Path, with_dump: bool, bad: &mut impl FnMut(String)) {
+    let lines = |f: &str| read_text(&d.join(f)).unwrap_or_default();
+    let guest_ps = match guest_ps(&d.join("ps-L.txt")) {
         Ok(g) => Some(g),
         Err(e) => {
             bad(format!("the guest's ps (ps-L.txt): {e}"));
@@ -1179,14 +1185,8 @@ fn check_snapshot(d: &Path, peers: bool, bad: &mut impl FnMut(String)) -> String
             text("snapwatch.err")
         ));
     }
-    let ps_text = text("ps-S.txt");
-    let ps_lines: Vec<&str> = ps_text.lines().filter(|l| !l.starts_with("END ")).collect();
-    let note = ps_text
-        .lines()
-        .find_map(|l| l.strip_prefix("END "))
-        .unwrap_or("");
     match (
-        GuestPs::parse(&ps_lines, note),
+        guest_ps(&d.join("ps-S.txt")),
         json_line(&d.join("snap-ps.json")),
     ) {
         (Ok(g), Ok(v)) => {

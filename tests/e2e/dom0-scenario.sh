@@ -405,7 +405,7 @@ introspection() {
 snapshot() {
 	local G=$1 d=$OUT/$1 snap=/tmp/$1-snapshot.core t0
 	say "$G: vmark snapshot under load"
-	g "$G" "bumping 60000"
+	g "$G" bumping_on
 	g "$G" "lists S"
 	grab "$G" PS S
 	grab "$G" MOD S

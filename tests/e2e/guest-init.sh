@@ -29,6 +29,12 @@ ctl() {
 # "bump_for"); bumped waits for it to end, unbump ends it.
 bumping() { echo "bump_for $1" > $D/ctl & BUMPING=$!; }
 bumped() { wait "$BUMPING"; }
+# bumping_on: bumps in the background until unbump, however long that takes
+# (bump_for runs at most 60 s per write).
+bumping_on() {
+	(while echo "bump_for 60000" > $D/ctl; do :; done) &
+	BUMPING=$!
+}
 # unbump: ends a bumping early (bump_for stops on a fatal signal).
 unbump() {
 	kill "$BUMPING" 2>/dev/null
