@@ -25,6 +25,9 @@ packages=(
 	python3 python3-venv
 	# text in the PNG plots (vmark plot -o x.png draws with the system's fonts)
 	fonts-dejavu-core
+	# watch --on-packet: libpcap (capture and tcpdump-style filters); the tcp-monitor check
+	# turns dom0's segmentation offloads off (ethtool) and opens the pcapng with tshark
+	libpcap-dev ethtool tshark
 )
 # QEMU packages that must all come from bookworm when any is installed.
 qemu_family=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils qemu-block-extra)

@@ -6,6 +6,7 @@ Prints "ok ..." / "FAIL ..." / "note ..." lines; exits 1 if anything failed.
 """
 import json
 import re
+import subprocess
 import sys
 
 OUT = sys.argv[1]
@@ -123,6 +124,97 @@ def compare_host(tag, v):
     note(f"{tag}: host stats.last_saddr bytes {saddr}")
 
 
+def netdev(tag):
+    m = re.search(rf"^TCPMON-NET {tag} rx_packets=(\d+)$", log, re.M)
+    return int(m.group(1)) if m else None
+
+
+def read_jsonl(path):
+    out = []
+    try:
+        for line in open(path, errors="replace"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def compare_packets():
+    """watch --on-packet on the guest's vif: every segment dom0 sent the guest seen by
+    the host, none lost; the pcapng whole in tshark, on the recording's clock."""
+    p0, p = values("P0"), values("P")
+    try:
+        werr = open(f"{OUT}/packets-watch.err").read()
+        rc = open(f"{OUT}/packets-watch.rc").read().strip()
+        domid = open(f"{OUT}/domid").read().strip()
+    except OSError as e:
+        ok(False, f"packets: the --on-packet watch's output: {e}")
+        return
+    for line in werr.strip().splitlines():
+        note("packet watch: " + line)
+    ok(rc == "0", f"packets: the watch ended cleanly on SIGINT (exit {rc})")
+    m = re.search(r"^packets: (\d+) captured on (\S+), (\d+) taken into (\d+) samples "
+                  r"\(dropped: (\d+) by a full queue, (\d+) by the kernel\)", werr, re.M)
+    if not ok(m is not None, "packets: the watch's summary counts packets"):
+        return
+    captured, iface, taken, samples, qdrop, kdrop = (m.group(1), m.group(2), *map(int, m.groups()[2:]))
+    captured = int(captured)
+    ok(iface == f"vif{domid}.0", f"packets: captured on {iface}, the vif xenstore names for domain {domid}")
+    ok(qdrop == 0 and kdrop == 0 and taken == captured,
+       f"packets: none dropped ({qdrop} queue, {kdrop} kernel), all {captured} taken")
+    # The connection's own count: segs_in counts every segment it received, GRO merged
+    # ones one by one, the handshake's SYN and ACK included (they reach the listener and
+    # the request sock before tcp_rcv_established, which the hook sees, handles the rest).
+    segs_in = u(p, "last_tp.segs_in")
+    seen, seen0 = u(p, "stats.segments"), u(p0, "stats.segments")
+    hook = seen - seen0 if seen is not None and seen0 is not None else None
+    ok(p.get("stats.last_sport") == "5001" and p.get("stats.conn_switches") == "3",
+       f"P: the packet phase's connection is the third ({p.get('stats.conn_switches')})")
+    ok(captured == segs_in,
+       f"packets: the host saw {captured} packets to the guest's port 5001 == its "
+       f"connection's segs_in {segs_in}")
+    rx = (netdev("P") or 0) - (netdev("P0") or 0)
+    note(f"packets: the guest's netfront received {rx} packets in the phase (ARP and ND too), "
+         f"the hook {hook} skbs after GRO (the handshake's 2 not among them): "
+         f"{(segs_in or 0) - 2 - (hook or 0)} segments merged by GRO")
+    ok(segs_in is not None and hook is not None,
+       f"packets: the guest's view of the phase (segs_in {segs_in}, segments {hook})")
+    ok(rx >= captured, f"packets: netfront received {rx} >= the {captured} the host saw")
+    # tshark reads the pcapng: as many packets, the same times.
+    try:
+        tshark = subprocess.run(["tshark", "-r", f"{OUT}/packets.pcapng", "-T", "fields",
+                                 "-e", "frame.time_epoch", "-e", "tcp.dstport"],
+                                capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ok(False, f"packets: tshark: {e}")
+        return
+    rows = [ln.split("\t") for ln in tshark.stdout.splitlines() if ln.strip()]
+    ok(tshark.returncode == 0 and len(rows) == captured,
+       f"packets: tshark reads {len(rows)} packets from the pcapng (exit {tshark.returncode}) "
+       f"== {captured} {tshark.stderr.strip()[-200:]}")
+    ok(all(r[1:] == ["5001"] for r in rows), "packets: every one to TCP port 5001 (the filter)")
+    times = set()
+    for r in rows:
+        sec, _, frac = r[0].partition(".")
+        times.add(int(sec) * 10**9 + int((frac + "000000000")[:9]))
+    recs = read_jsonl(f"{OUT}/packets.jsonl")
+    causes = {r.get("cause") for r in recs if "value" in r}
+    ok({"packet", "trigger"} <= causes, f"packets: samples caused by packets and by triggers: {sorted(causes)}")
+    pkt = [r for r in recs if r.get("cause") == "packet"]
+    lined = sum(1 for r in pkt if r["t_ns"] - r.get("latency_ns", -1) in times)
+    ok(pkt and lined == len(pkt),
+       f"packets: {lined}/{len(pkt)} packet samples line up with a packet of the pcapng "
+       f"(t_ns - latency_ns is its timestamp)")
+    try:
+        plot = open(f"{OUT}/packets-plot.txt").read()
+    except OSError:
+        plot = ""
+    ok(f"{captured} packets marked" in plot, f"packets: vmark plot --packets: {plot.strip()}")
+
+
 def main():
     v0, a, apost, a2 = values("V0"), values("A"), values("Apost"), values("A2")
     ok(bool(v0) and u(v0, "stats.segments") == 0, f"V0: loaded, no segments yet ({v0.get('stats.segments')})")
@@ -169,6 +261,8 @@ def main():
         ok(u(b, "stats.conn_switches") == 2, f"B: conn_switches {b.get('stats.conn_switches')} == 2")
         compare_ss("B", b)
         compare_host("B", b)
+
+    compare_packets()
 
     c, d, e = values("C"), values("D"), values("E")
     ok(bool(c) and u(c, "stats.segments") > u(b, "stats.segments"),

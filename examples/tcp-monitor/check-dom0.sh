@@ -48,6 +48,21 @@ traffic() {
 	done
 	say "traffic $name: $(cat "$OUT/traffic-$name.json")"
 }
+# drained ADDR: waits (30 s at most) until dom0 has nothing unacknowledged on
+# its connection to ADDR:5001, so the guest has taken every segment sent.
+drained() {
+	local i q
+	for i in $(seq 1 150); do
+		q=$(ss -Htn state established dst "$1" dport = :5001 | awk '{ print $2; exit }')
+		[ "${q:-0}" = 0 ] && return 0
+		sleep 0.2
+	done
+	say "the connection to $1 still has $q bytes unacknowledged"
+}
+# netdev TAG: the guest's netfront counters.
+netdev() {
+	g "echo TCPMON-NET $1 rx_packets=\$(cat /sys/class/net/eth0/statistics/rx_packets)"
+}
 # snapshot TAG: the guest's and the host's view, back to back.
 snapshot() {
 	g "values $1"
@@ -113,6 +128,42 @@ traffic v6 fd09::2 --duration 3 --rate 200000 --hold 20
 sleep 1
 snapshot B
 wait $TPID
+
+say "packets: 3 s at 100 kB/s, each seen in dom0 on the guest's vif (--on-packet)"
+# dom0 segments itself (no TSO/GSO towards the guest), so that each packet on
+# the vif is one TCP segment, as the guest's segs_in counts them.
+echo "$DOM" > "$OUT/domid"
+for dev in xenbr0 "vif$DOM.0"; do
+	ethtool -K "$dev" tso off gso off >> "$OUT/ethtool.txt" 2>&1
+	ethtool -k "$dev" | grep -E 'segmentation-offload' | sed "s/^/$dev /" >> "$OUT/ethtool.txt"
+done
+g "values P0"
+netdev P0
+"$VMARK" watch "$G" last_tp stats --on-packet --on-trigger \
+	--filter "tcp dst port 5001 and dst host 10.9.0.2" \
+	--pcap "$OUT/packets.pcapng" --record "$OUT/packets.jsonl" --quiet --duration 120s \
+	> "$OUT/packets-watch.out" 2> "$OUT/packets-watch.err" &
+WPID=$!
+for _ in $(seq 1 150); do
+	grep -q "^vmark: watching" "$OUT/packets-watch.err" 2>/dev/null && break
+	kill -0 $WPID 2>/dev/null || break
+	sleep 0.2
+done
+grep -q "^vmark: watching" "$OUT/packets-watch.err" || say "the packet watch is not listening: $(tail -n 3 "$OUT/packets-watch.err")"
+traffic pkt 10.9.0.2 --duration 3 --rate 100000 --hold 15
+drained 10.9.0.2
+g "values P"
+netdev P
+# The connection is open and idle: nothing more comes its way until the hold ends.
+kill -INT $WPID
+wait $WPID
+echo $? > "$OUT/packets-watch.rc"
+"$VMARK" plot "$OUT/packets.jsonl" snd_cwnd --mark last_tp --packets "$OUT/packets.pcapng" \
+	-o "$OUT/packets.svg" > "$OUT/packets-plot.txt" 2>&1
+wait $TPID
+for dev in xenbr0 "vif$DOM.0"; do
+	ethtool -K "$dev" tso on gso on >> "$OUT/ethtool.txt" 2>&1
+done
 
 say "without the helper; unload and reload"
 g "rmmod vmark_helper"

@@ -120,14 +120,12 @@ fn write_file<T>(
     write: impl FnOnce(&std::fs::File) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
     use std::os::unix::fs::OpenOptionsExt;
-    /// `O_NOFOLLOW` of Linux (x86-64), so no libc is needed without Xen.
-    const O_NOFOLLOW: i32 = 0o400000;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .custom_flags(O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     match write(&file) {
         Ok(done) => Ok(done),

@@ -10,6 +10,8 @@
 //! - [`guest`]: a guest's published marks opened, manifests shared by content;
 //! - [`watch`]: what keeps `vmark watch` bounded and safe whatever the guest does;
 //! - [`capture`]: several marks read in one pause of the domain (`--pause`);
+//! - [`pcapng`]: packet files (`watch --pcap`, `plot --packets`);
+//! - `packet_tap` (feature `xen`): packet triggers on a domain's backend interfaces;
 //! - `xen` (feature `xen`): live access through Xen's libraries.
 
 #![warn(missing_docs)]
@@ -27,6 +29,9 @@ pub mod introspect;
 pub mod layout;
 #[cfg(feature = "xen")]
 pub mod live;
+#[cfg(feature = "xen")]
+pub mod packet_tap;
+pub mod pcapng;
 pub mod plot;
 pub mod publish;
 pub mod reader;

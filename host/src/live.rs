@@ -24,6 +24,8 @@ use crate::frames::FrameMapper;
 use crate::guest::{
     self, GuestError, GuestMarks, MarkSpec, MarkUpdate, OpenMark, Refresher, Store,
 };
+use crate::packet_tap::{PacketTap, TapEvent};
+use crate::pcapng::PacketLog;
 use crate::reader::ReadInfo;
 use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
 use crate::watch::{
@@ -65,6 +67,12 @@ pub enum LiveError {
     /// Something the user asked for that does not fit.
     #[error("{0}")]
     Usage(String),
+    /// Packets cannot be captured (`--on-packet`).
+    #[error("--on-packet: {0}")]
+    Packets(#[from] crate::packet_tap::TapError),
+    /// The packet file cannot be written (`--pcap`).
+    #[error("--pcap: {0}")]
+    Pcap(#[from] crate::pcapng::PcapError),
 }
 
 impl Pauser for XenControl {
@@ -294,6 +302,8 @@ pub struct WatchOptions {
     pub every: Option<Duration>,
     /// Sample on guest triggers.
     pub on_trigger: bool,
+    /// Sample on packets to or from the guest (`--on-packet`).
+    pub on_packet: Option<PacketTrigger>,
     /// Output form.
     pub format: Format,
     /// Fields for CSV (and a compact pretty form).
@@ -320,6 +330,17 @@ pub struct WatchOptions {
     pub max_snapshots: u64,
 }
 
+/// `--on-packet`: where packets are captured, which, and where they are kept.
+#[derive(Debug, Clone, Default)]
+pub struct PacketTrigger {
+    /// The interface; the domain's netback interfaces when `None`.
+    pub interface: Option<String>,
+    /// A tcpdump-style filter expression.
+    pub filter: Option<String>,
+    /// A pcapng file for the packets.
+    pub pcap: Option<PathBuf>,
+}
+
 /// How a watch went.
 #[derive(Debug)]
 pub struct WatchOutcome {
@@ -343,9 +364,9 @@ impl WatchOutcome {
 
 /// `vmark watch`.
 pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, LiveError> {
-    if opts.every.is_none() && !opts.on_trigger {
+    if opts.every.is_none() && !opts.on_trigger && opts.on_packet.is_none() {
         return Err(LiveError::Usage(
-            "give --every PERIOD, --on-trigger, or both".into(),
+            "give --every PERIOD, --on-trigger, --on-packet, or several of them".into(),
         ));
     }
     for f in &opts.fields {
@@ -459,6 +480,12 @@ struct Session<'a> {
     clock: Option<ClockOffset>,
     /// `--snapshot-dir`: the snapshotter, and the snapshots written so far.
     snapshots: Option<(crate::cli_snapshot::DomainSnapshotter, u64)>,
+    /// `--pcap`: the packets captured.
+    packet_log: Option<PacketLog>,
+    /// The kernel stamp (Unix ns) of the earliest packet taken since the last round: a
+    /// packet round's latency runs from it, so `t_ns - latency_ns` is that packet's time
+    /// in the pcapng.
+    packet_ns: Option<u64>,
 }
 
 /// A round could not complete because the domain is gone.
@@ -494,6 +521,48 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Takes the packets `first` and those queued behind it (at most a queue's worth): each
+    /// goes to the `--pcap` log; together they trigger one round, as of the earliest
+    /// packet's time. False when no packet came (only a capture's end).
+    fn packets(&mut self, first: TapEvent, tap: &mut PacketTap) -> Result<bool, LiveError> {
+        let mut earliest: Option<u64> = None;
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            match event {
+                TapEvent::Packet(p) => {
+                    self.stats.packets += 1;
+                    if let Some(log) = self.packet_log.as_mut() {
+                        let was_writing = log.stopped().is_none();
+                        log.append(p.interface, p.t_ns, p.original_len, &p.data);
+                        if let (true, Some(why)) = (was_writing, log.stopped()) {
+                            let detail = format!(
+                                "{} stopped: {why}; the watch goes on without it",
+                                log.path().display()
+                            );
+                            self.note("pcap-stopped", "", &detail)?;
+                        }
+                    }
+                    earliest = Some(earliest.map_or(p.t_ns, |t| t.min(p.t_ns)));
+                }
+                TapEvent::Ended { interface, why } => {
+                    self.note("packet-capture-ended", &interface, &why)?
+                }
+            }
+            taken += 1;
+            if taken < limits::PACKET_QUEUE {
+                next = tap.try_recv();
+            }
+        }
+        if let Some(log) = self.packet_log.as_mut() {
+            log.flush();
+        }
+        if let Some(t) = earliest {
+            self.packet_ns = Some(self.packet_ns.map_or(t, |p| p.min(t)));
+        }
+        Ok(earliest.is_some())
+    }
+
     /// Samples every open mark once: with `--pause`, all of them in one pause (one capture).
     fn round(
         &mut self,
@@ -501,6 +570,9 @@ impl Session<'_> {
         woke: Option<Instant>,
         control: Option<&ControlPage>,
     ) -> Result<Result<(), Gone>, LiveError> {
+        // Packets taken before this round are this round's, whatever its cause and whether
+        // it samples anything: a later round's latency never runs from them.
+        let packet_ns = self.packet_ns.take();
         let several = self.watched.len() > 1;
         let left = self
             .opts
@@ -551,15 +623,19 @@ impl Session<'_> {
         // The capture's time and latency: the same for every mark read in it, not counting
         // the output of the marks before.
         let t_ns = sample::now_ns();
-        let latency = woke.map(|at| {
-            // Trigger to sample on the host's clock when the clocks are calibrated;
-            // otherwise only the host's part (wake-up to sample).
-            match (&self.clock, control) {
-                (Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
-                _ => None,
-            }
-            .unwrap_or_else(|| at.elapsed().as_nanos() as u64)
-        });
+        let latency = if cause == Cause::Packet {
+            packet_ns.map(|p| t_ns.saturating_sub(p))
+        } else {
+            woke.map(|at| {
+                // Trigger to sample on the host's clock when the clocks are calibrated;
+                // otherwise only the host's part (wake-up to sample).
+                match (cause, &self.clock, control) {
+                    (Cause::Trigger, Some(c), Some(page)) => c.since_guest(page.last_trigger_ns()),
+                    _ => None,
+                }
+                .unwrap_or_else(|| at.elapsed().as_nanos() as u64)
+            })
+        };
         let mut result: Result<(), LiveError> = Ok(());
         for ((k, info), buf) in keys.iter().zip(reads).zip(&bufs) {
             let Some(m) = self.watched.get(k).and_then(|w| w.open.as_ref()) else {
@@ -570,8 +646,13 @@ impl Session<'_> {
             meta.t_ns = t_ns;
             if let Some(l) = latency {
                 meta.latency_ns = Some(l);
-                self.stats.latency.record(l);
-                self.stats.trigger_samples += 1;
+                if cause == Cause::Packet {
+                    self.stats.packet_latency.record(l);
+                    self.stats.packet_samples += 1;
+                } else {
+                    self.stats.latency.record(l);
+                    self.stats.trigger_samples += 1;
+                }
             } else {
                 self.stats.timer_samples += 1;
             }
@@ -652,7 +733,7 @@ impl Session<'_> {
                     format!(
                         "{} {:<7} {} triggers={} (+{}) {}",
                         sample::clock_text(meta.t_ns),
-                        format!("{:?}", meta.cause).to_lowercase(),
+                        meta.cause.name(),
                         escape(&meta.mark),
                         meta.triggers,
                         meta.folded,
@@ -662,7 +743,7 @@ impl Session<'_> {
                 Format::Pretty => format!(
                     "── {} {} {} triggers={} (+{}){}\n{}",
                     sample::clock_text(meta.t_ns),
-                    format!("{:?}", meta.cause).to_lowercase(),
+                    meta.cause.name(),
                     escape(&meta.mark),
                     meta.triggers,
                     meta.folded,
@@ -743,6 +824,8 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         xc,
         clock: None,
         snapshots,
+        packet_log: None,
+        packet_ns: None,
     };
     // Event channel and control page (only with --on-trigger).
     let mut triggers: Option<Triggers> = None;
@@ -766,6 +849,36 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         triggers = Some(t);
     }
     s.stats.clock_rtt_ns = s.clock.map(|c| c.rtt_ns);
+    // Packet captures (only with --on-packet), open before the readiness line: a script
+    // may send as soon as it reads it.
+    let mut tap: Option<PacketTap> = None;
+    if let Some(p) = &opts.on_packet {
+        let interfaces = match &p.interface {
+            Some(i) => vec![i.clone()],
+            None => crate::packet_tap::backend_interfaces(&XenStore::open()?, domid)?,
+        };
+        let snaplen = if p.pcap.is_some() {
+            limits::PACKET_MAX_SNAPLEN
+        } else {
+            limits::PACKET_TRIGGER_SNAPLEN
+        };
+        let t = PacketTap::open(&interfaces, p.filter.as_deref(), snaplen)?;
+        if let Some(path) = &p.pcap {
+            if opts.record.as_ref() == Some(path) {
+                return Err(LiveError::Usage(
+                    "--pcap and --record name the same file".into(),
+                ));
+            }
+            s.packet_log = Some(PacketLog::create(
+                path,
+                t.interfaces(),
+                t.snaplen,
+                opts.record_limit,
+            )?);
+        }
+        s.stats.packet_interfaces = t.interfaces().to_vec();
+        tap = Some(t);
+    }
     let mut changes = store_watch(&guest::root(domid)).await?;
     let mut released = store_watch("@releaseDomain").await?;
     let mut timer = opts.every.map(|p| {
@@ -799,10 +912,14 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         writeln!(s.out, "{}", sample::csv_header(&fields))?;
     }
     eprintln!(
-        "vmark: watching {} mark(s) of {} (domain {domid}){}{}",
+        "vmark: watching {} mark(s) of {} (domain {domid}){}{}{}",
         s.watched.len(),
         escape(&g.domain.name),
         if opts.on_trigger { ", on triggers" } else { "" },
+        match &tap {
+            Some(t) => format!(", on packets at {}", t.interfaces().join(" ")),
+            None => String::new(),
+        },
         opts.every
             .map_or(String::new(), |p| format!(", every {p:?}"))
     );
@@ -821,6 +938,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         Released,
         RefreshDue,
         Refreshed(Box<(Refresher, guest::Refresh)>),
+        Packets(Option<TapEvent>),
         End(EndReason),
     }
     let end = loop {
@@ -855,6 +973,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
                     Err(e) => return Err(e.into()),
                 }
             }
+            ev = async { tap.as_mut().unwrap().recv().await }, if tap.is_some() => Wake::Packets(ev),
             _ = async { tokio::time::sleep_until(deferred.unwrap().0).await }, if deferred.is_some() => {
                 let (_, cause, at) = deferred.take().unwrap();
                 Wake::Round(cause, at)
@@ -881,7 +1000,27 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
             _ = sighup.recv() => Wake::End(EndReason::Signal("SIGHUP")),
             _ = sigquit.recv() => Wake::End(EndReason::Signal("SIGQUIT")),
         };
+        // Packets are taken (logged, counted) as they come; what they trigger is a round.
+        let wake = match (wake, tap.as_mut()) {
+            (Wake::Packets(Some(first)), Some(t)) => match s.packets(first, t)? {
+                true => Wake::Round(Cause::Packet, None),
+                false => continue,
+            },
+            (Wake::Packets(_), _) => {
+                if let Some(t) = tap.take() {
+                    close_tap(&mut s, t)?;
+                }
+                s.note(
+                    "packets-ended",
+                    &g.domain.name,
+                    "every packet capture has ended",
+                )?;
+                continue;
+            }
+            (w, _) => w,
+        };
         match wake {
+            Wake::Packets(_) => unreachable!("taken above"),
             Wake::End(reason) => break reason,
             Wake::Round(cause, woke) => {
                 if let Err(next) = limiter.try_take(Instant::now()) {
@@ -890,8 +1029,9 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
                     let due = tokio::time::Instant::now()
                         + next.saturating_duration_since(Instant::now());
                     deferred = Some(match deferred {
-                        // A postponed trigger round stays a trigger round.
-                        Some((d, Cause::Trigger, at)) => (d, Cause::Trigger, at),
+                        // A postponed trigger round stays a trigger round, a packet round
+                        // one at least.
+                        Some(d) if precedence(d.1) >= precedence(cause) => d,
                         _ => (due, cause, woke),
                     });
                     continue;
@@ -1001,6 +1141,15 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         let control = triggers.as_ref().and_then(|t| t.control.as_ref());
         let _ = s.round(cause, at, control)?;
     }
+    // The packets captured until the end are logged and counted, those the threads still
+    // had included.
+    if let Some(t) = tap.take() {
+        close_tap(&mut s, t)?;
+    }
+    if let Some(log) = s.packet_log.as_mut() {
+        log.flush();
+        s.stats.pcap = Some(log.summary());
+    }
     if let EndReason::StoreLost(why) = &end {
         s.note("store-lost", &g.domain.name, why)?;
     }
@@ -1025,6 +1174,29 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         end,
         recording_failed: s.recording_failed,
     })
+}
+
+/// Stops the packet captures and takes what they still queued (logged and counted, not
+/// sampled: the watch is ending or the captures are); their counters go to the summary.
+fn close_tap(s: &mut Session<'_>, mut tap: PacketTap) -> Result<(), LiveError> {
+    let stats = tap.finish();
+    while let Some(event) = tap.try_recv() {
+        let _ = s.packets(event, &mut tap)?;
+    }
+    s.stats.packets_captured = stats.received;
+    s.stats.packets_queue_dropped = stats.queue_dropped;
+    s.stats.packets_kernel_dropped = stats.kernel_dropped;
+    Ok(())
+}
+
+/// Which cause a postponed round keeps when another wake-up is folded into it: the guest's
+/// trigger (it carries the guest's stamp), then a packet, then the timer.
+fn precedence(c: Cause) -> u8 {
+    match c {
+        Cause::Trigger => 2,
+        Cause::Packet => 1,
+        Cause::Timer | Cause::Read => 0,
+    }
 }
 
 /// Says the domain is gone (the recording's last line) and ends the watch.

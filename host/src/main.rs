@@ -64,7 +64,7 @@ enum Command {
         #[arg(long)]
         pause: bool,
     },
-    /// Sample marks on a timer and/or on guest triggers.
+    /// Sample marks on a timer, on guest triggers and/or on packets to or from the guest.
     ///
     /// Prints "vmark: watching N mark(s) of DOMAIN ..." on stderr once it is listening
     /// (scripts can start the traffic then), and a summary when it ends.
@@ -79,6 +79,12 @@ enum Command {
     /// a `recording-stopped` line; when a write fails (disk full) the file is cut back to
     /// its last complete line. Either way the watch carries on without recording and says
     /// so on stderr and in the summary; a failed write makes the exit status 3.
+    ///
+    /// Packets (--on-packet): captured in this domain on the guest's netback interfaces
+    /// (vifD.N, from xenstore) or on --on-packet=IFACE, filtered by --filter (tcpdump's
+    /// syntax); every packet, or burst of packets queued at once, triggers one capture
+    /// (cause "packet", latency_ns from the packet's kernel timestamp). --pcap FILE keeps
+    /// the packets as pcapng, stamped on the recording's clock (t_ns, Unix ns).
     #[command(verbatim_doc_comment)]
     Watch {
         /// Domain name or id.
@@ -92,6 +98,19 @@ enum Command {
         /// Sample when the guest fires VMARK_TRIGGER (event channel).
         #[arg(long)]
         on_trigger: bool,
+        /// Sample on each packet to or from the guest, captured on its backend interfaces
+        /// (or on IFACE, given as --on-packet=IFACE); no guest cooperation needed.
+        #[arg(long, value_name = "IFACE", num_args = 0..=1, require_equals = true,
+              default_missing_value = "")]
+        on_packet: Option<String>,
+        /// Only packets this tcpdump-style expression matches (--on-packet), e.g.
+        /// `tcp port 5001`.
+        #[arg(long, value_name = "EXPR", requires = "on_packet")]
+        filter: Option<String>,
+        /// Write the packets that --on-packet captured into FILE as pcapng (capped by
+        /// --record-limit too).
+        #[arg(long, value_name = "FILE", requires = "on_packet")]
+        pcap: Option<std::path::PathBuf>,
         /// Output form.
         #[arg(long, value_enum, default_value = "pretty")]
         format: Format,
@@ -243,6 +262,10 @@ enum Command {
         /// recording's clock (nanoseconds since the epoch, as `date +%s%N` prints).
         #[arg(long, value_name = "FILE")]
         phases: Option<std::path::PathBuf>,
+        /// Packets to mark under the series: a pcapng file, e.g. from `watch --pcap`
+        /// (its times are the recording's clock).
+        #[arg(long, value_name = "PCAPNG")]
+        packets: Option<std::path::PathBuf>,
     },
 }
 
@@ -390,6 +413,7 @@ fn run(command: Command) -> Result<(), Failed> {
             mark,
             output,
             phases,
+            packets,
         } => {
             let phases = match phases {
                 Some(f) => vmark_host::plot::read_phases(&f)?,
@@ -400,6 +424,10 @@ fn run(command: Command) -> Result<(), Failed> {
                 mark,
                 phases,
                 outputs: output,
+                packets: match packets {
+                    Some(f) => vmark_host::pcapng::packet_times(&f)?,
+                    None => Vec::new(),
+                },
             };
             let summary = vmark_host::plot::plot_recording(&recording, &req)?;
             println!("{summary}");
@@ -575,6 +603,9 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
             marks,
             every,
             on_trigger,
+            on_packet,
+            filter,
+            pcap,
             format,
             fields,
             record,
@@ -593,6 +624,11 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
                 marks,
                 every,
                 on_trigger,
+                on_packet: on_packet.map(|iface| live::PacketTrigger {
+                    interface: (!iface.is_empty()).then_some(iface),
+                    filter,
+                    pcap,
+                }),
                 format: match format {
                     Format::Pretty => live::Format::Pretty,
                     Format::Json => live::Format::Json,
@@ -768,6 +804,48 @@ mod tests {
             _ => panic!("not watch"),
         }
         assert!(parse(&["watch", "g", "c", "--max-rate", "0"]).is_err());
+    }
+
+    #[test]
+    fn on_packet_takes_its_interface_only_after_an_equals_sign() {
+        let on_packet = |args: &[&str]| match parse(args).unwrap() {
+            Command::Watch {
+                marks,
+                on_packet,
+                filter,
+                pcap,
+                ..
+            } => (marks, on_packet, filter, pcap),
+            _ => panic!("not watch"),
+        };
+        // A mark after a bare --on-packet stays a mark.
+        let (marks, iface, filter, pcap) = on_packet(&[
+            "watch",
+            "g",
+            "--on-packet",
+            "last_tp",
+            "--filter",
+            "tcp port 5001",
+        ]);
+        assert_eq!(marks, ["last_tp"]);
+        assert_eq!(iface.as_deref(), Some(""));
+        assert_eq!(filter.as_deref(), Some("tcp port 5001"));
+        assert!(pcap.is_none());
+        let (_, iface, _, pcap) = on_packet(&[
+            "watch",
+            "g",
+            "m",
+            "--on-packet=vif3.0",
+            "--pcap",
+            "p.pcapng",
+        ]);
+        assert_eq!(iface.as_deref(), Some("vif3.0"));
+        assert_eq!(pcap.as_deref(), Some(std::path::Path::new("p.pcapng")));
+        let (_, iface, ..) = on_packet(&["watch", "g", "m", "--every", "1s"]);
+        assert!(iface.is_none());
+        // --filter and --pcap mean nothing without --on-packet.
+        assert!(parse(&["watch", "g", "m", "--every", "1s", "--filter", "tcp"]).is_err());
+        assert!(parse(&["watch", "g", "m", "--every", "1s", "--pcap", "x"]).is_err());
     }
 
     #[test]

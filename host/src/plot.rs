@@ -264,13 +264,58 @@ pub struct PlotRequest {
     pub phases: Vec<Phase>,
     /// Files to write: `.png` ones as PNG, the others as SVG.
     pub outputs: Vec<std::path::PathBuf>,
+    /// Times of packets (Unix ns, e.g. from a `watch --pcap` file) to mark under every
+    /// panel's series.
+    pub packets: Vec<u64>,
+}
+
+/// Columns packet marks are gathered into across a panel: one mark per column that has
+/// packets, so a million packets draw as a bounded number of lines.
+const PACKET_COLUMNS: usize = 2000;
+
+/// The x positions (seconds since `t0_ns`) of the packets that fall in `x0..=x1`, one per
+/// occupied column of [`PACKET_COLUMNS`].
+fn packet_marks(packets: &[u64], t0_ns: u64, x0: f64, x1: f64) -> Vec<f64> {
+    let width = (x1 - x0).max(f64::MIN_POSITIVE);
+    let mut used = vec![false; PACKET_COLUMNS];
+    let mut out = Vec::new();
+    for &t in packets {
+        let Some(ns) = t.checked_sub(t0_ns) else {
+            continue;
+        };
+        let x = ns as f64 / 1e9;
+        if !(x0..=x1).contains(&x) {
+            continue;
+        }
+        let col = (((x - x0) / width) * (PACKET_COLUMNS - 1) as f64) as usize;
+        if let Some(u) = used.get_mut(col) {
+            if !*u {
+                *u = true;
+                out.push(x);
+            }
+        }
+    }
+    out
 }
 
 /// Plots the recording at `path` as `req` asks; returns a summary: the files written and,
 /// with phases, each field's figures per phase.
 pub fn plot_recording(path: &Path, req: &PlotRequest) -> Result<String, PlotError> {
-    let (all, t0_ns) = series_from(path, &req.fields, req.mark.as_deref())?;
-    let svg = draw_svg(&all, &req.fields, &req.phases, t0_ns)?;
+    let (mut all, mut t0_ns) = series_from(path, &req.fields, req.mark.as_deref())?;
+    // Packets before the first sample (the one that caused it, at least) are on the plot
+    // too: x = 0 is then the first packet.
+    if let Some(&first) = req.packets.iter().min() {
+        if first < t0_ns {
+            let shift = (t0_ns - first) as f64 / 1e9;
+            for pts in &mut all {
+                for p in pts.iter_mut() {
+                    p.0 += shift;
+                }
+            }
+            t0_ns = first;
+        }
+    }
+    let svg = draw_svg(&all, &req.fields, &req.phases, &req.packets, t0_ns)?;
     let mut summary = String::new();
     for out in &req.outputs {
         let png = out
@@ -288,7 +333,7 @@ pub fn plot_recording(path: &Path, req: &PlotRequest) -> Result<String, PlotErro
             write(svg.as_bytes())?;
         }
         summary += &format!(
-            "wrote {} ({} fields, {} points{})\n",
+            "wrote {} ({} fields, {} points{}{})\n",
             out.display(),
             all.len(),
             all.iter().map(Vec::len).sum::<usize>(),
@@ -296,6 +341,11 @@ pub fn plot_recording(path: &Path, req: &PlotRequest) -> Result<String, PlotErro
                 String::new()
             } else {
                 format!(", {} phases", req.phases.len())
+            },
+            if req.packets.is_empty() {
+                String::new()
+            } else {
+                format!(", {} packets marked", req.packets.len())
             }
         );
     }
@@ -339,6 +389,7 @@ fn draw_svg(
     all: &[Series],
     fields: &[String],
     phases: &[Phase],
+    packets: &[u64],
     t0_ns: u64,
 ) -> Result<String, PlotError> {
     let panel_h = 260u32;
@@ -361,6 +412,15 @@ fn draw_svg(
                 x1 = x1.max(x);
                 y0 = y0.min(y);
                 y1 = y1.max(y);
+            }
+            // Every packet within the panel's time axis.
+            for t in [packets.iter().min(), packets.iter().max()]
+                .into_iter()
+                .flatten()
+            {
+                let x = t.saturating_sub(t0_ns) as f64 / 1e9;
+                x0 = x0.min(x);
+                x1 = x1.max(x);
             }
             if x1 <= x0 {
                 x1 = x0 + 1.0;
@@ -427,6 +487,16 @@ fn draw_svg(
                     )))
                     .map_err(|e| draw(&e))?;
             }
+            // Packets as short ticks along the bottom (a rug), under the series.
+            let tick = (yhi - ylo) * 0.05;
+            chart
+                .draw_series(packet_marks(packets, t0_ns, x0, x1).into_iter().map(|x| {
+                    PathElement::new(
+                        vec![(x, ylo), (x, ylo + tick)],
+                        RGBColor(0, 140, 60).stroke_width(1),
+                    )
+                }))
+                .map_err(|e| draw(&e))?;
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), BLUE.stroke_width(2)))
                 .map_err(|e| draw(&e))?;
@@ -471,6 +541,19 @@ mod tests {
     use crate::sample::{Cause, Recorder, SampleMeta};
 
     #[test]
+    fn packet_marks_are_one_per_occupied_column() {
+        let t0 = 1_000_000_000;
+        // A thousand packets in the first microsecond, one at the end, one before t0.
+        let mut packets: Vec<u64> = (0..1000).map(|i| t0 + i).collect();
+        packets.push(t0 + 10_000_000_000);
+        packets.push(t0 - 1);
+        let marks = packet_marks(&packets, t0, 0.0, 10.0);
+        assert_eq!(marks.len(), 2, "{marks:?}");
+        assert_eq!(marks[1], 10.0);
+        assert!(packet_marks(&packets, t0, 20.0, 30.0).is_empty());
+    }
+
+    #[test]
     fn plots_recorded_fields() {
         let dir = std::env::temp_dir().join(format!("vmark-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -503,8 +586,20 @@ mod tests {
                 mark: None,
                 phases,
                 outputs,
+                packets: vec![],
             };
         plot_recording(&rec, &req(&["snd_cwnd"], vec![], vec![out.clone()])).unwrap();
+        // Packets: a tick under the series for each, the time axis stretched to those
+        // before the first sample and after the last.
+        let with_packets = PlotRequest {
+            packets: vec![500_000_000, 1_200_000_000, 1_500_000_000, 9_000_000_000],
+            ..req(&["snd_cwnd"], vec![], vec![out.clone()])
+        };
+        let text = plot_recording(&rec, &with_packets).unwrap();
+        assert!(text.contains("4 packets marked"), "{text}");
+        let svg = std::fs::read_to_string(&out).unwrap();
+        let ticks = svg.matches("stroke=\"#008C3C\"").count();
+        assert_eq!(ticks, 4, "one tick per packet");
         let svg = std::fs::read_to_string(&out).unwrap();
         assert!(svg.contains("<svg") && svg.contains("snd_cwnd"));
         // The line holds every point: one polyline vertex per sample.

@@ -37,6 +37,20 @@ pub enum Cause {
     Trigger,
     /// A one-off read.
     Read,
+    /// A packet to or from the guest, captured on the host (`--on-packet`).
+    Packet,
+}
+
+impl Cause {
+    /// Its name in recordings, CSV and the pretty view.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Timer => "timer",
+            Cause::Trigger => "trigger",
+            Cause::Read => "read",
+            Cause::Packet => "packet",
+        }
+    }
 }
 
 /// One sample's metadata (the value is rendered separately, straight from the bytes).
@@ -80,11 +94,7 @@ impl SampleMeta {
             "{{\"t_ns\":{},\"mark\":{},\"cause\":\"{}\",\"triggers\":{},\"folded\":{},\"consistent\":{},\"retries\":{},\"seq\":{}",
             self.t_ns,
             serde_json::Value::String(self.mark.clone()),
-            match self.cause {
-                Cause::Timer => "timer",
-                Cause::Trigger => "trigger",
-                Cause::Read => "read",
-            },
+            self.cause.name(),
             self.triggers,
             self.folded,
             self.consistent,
@@ -554,11 +564,7 @@ pub fn csv_row(meta: &SampleMeta, columns: &[Column], bytes: &[u8]) -> String {
         "{},{},{},{},{},{},{}",
         meta.t_ns,
         csv_text(&meta.mark),
-        match meta.cause {
-            Cause::Timer => "timer",
-            Cause::Trigger => "trigger",
-            Cause::Read => "read",
-        },
+        meta.cause.name(),
         meta.triggers,
         meta.folded,
         meta.consistent,
@@ -708,6 +714,22 @@ pub struct RunStats {
     pub snapshots: LatencyHistogram,
     /// Snapshots that failed.
     pub snapshots_failed: u64,
+    /// Interfaces packets were captured on (`--on-packet`).
+    pub packet_interfaces: Vec<String>,
+    /// Packets the captures read (those the filter passed).
+    pub packets_captured: u64,
+    /// Packets the watch took (logged, and folded into a round).
+    pub packets: u64,
+    /// Samples taken on packets.
+    pub packet_samples: u64,
+    /// Packet-to-sample latencies of packet samples (ns), from the kernel's stamp.
+    pub packet_latency: LatencyHistogram,
+    /// Packets dropped because the watch's queue was full.
+    pub packets_queue_dropped: u64,
+    /// Packets the kernel dropped (its capture buffer was full).
+    pub packets_kernel_dropped: u64,
+    /// How the `--pcap` file went.
+    pub pcap: Option<String>,
 }
 
 impl RunStats {
@@ -739,6 +761,23 @@ impl RunStats {
                 self.pauses.len(),
                 self.repauses
             ));
+        }
+        if !self.packet_interfaces.is_empty() {
+            s.push_str(&format!(
+                "\npackets: {} captured on {}, {} taken into {} samples (dropped: {} by a full queue, {} by the kernel); packet→sample latency: p50 {}, p99 {} (n = {}; from the kernel's receive stamp)",
+                self.packets_captured,
+                self.packet_interfaces.join(" "),
+                self.packets,
+                self.packet_samples,
+                self.packets_queue_dropped,
+                self.packets_kernel_dropped,
+                us(self.packet_latency.percentile(50.0)),
+                us(self.packet_latency.percentile(99.0)),
+                self.packet_latency.len(),
+            ));
+        }
+        if let Some(p) = &self.pcap {
+            s.push_str(&format!("\npcap: {p}"));
         }
         if !self.snapshots.is_empty() || self.snapshots_failed > 0 {
             let ms =

@@ -46,6 +46,22 @@ pub const WATCH_RESUBSCRIBE_BACKOFF_MS: u64 = 200;
 pub const RECORDING_DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Room kept under the recording cap for the closing `recording-stopped` line.
 pub const RECORDING_EVENT_RESERVE: u64 = 1024;
+/// Network interfaces `watch --on-packet` captures on at once (a domain's vifs and their
+/// `-emu` twins): one thread each.
+pub const PACKET_MAX_INTERFACES: usize = 8;
+/// Most bytes kept of a captured packet (`--pcap`); without `--pcap` only
+/// [`PACKET_TRIGGER_SNAPLEN`] are, enough for the filter's headers.
+pub const PACKET_MAX_SNAPLEN: u32 = 65_535;
+/// Bytes kept of a packet that only triggers a capture.
+pub const PACKET_TRIGGER_SNAPLEN: u32 = 128;
+/// Packets queued between the capture threads and the watch: past it a packet is counted
+/// as dropped, so a guest flooding its interface holds at most this many packets
+/// (x [`PACKET_MAX_SNAPLEN`] bytes: 64 MiB) of the host's memory.
+pub const PACKET_QUEUE: usize = 1024;
+/// A capture thread's longest wait in libpcap (ms), where `pcap_breakloop` cannot end one.
+pub const PACKET_POLL_MS: i32 = 100;
+/// The kernel's capture buffer per interface (bytes).
+pub const PACKET_KERNEL_BUFFER: i32 = 4 << 20;
 /// Sub-buckets per power of two of the latency histogram: percentiles are exact to within
 /// 1/16 (6.25 %) in bounded memory (976 counters), however many samples a guest causes.
 pub const LATENCY_SUB_BUCKETS: u32 = 16;

@@ -56,6 +56,9 @@ pub fn require_tools() -> Result<(), String> {
         "make",
         "gcc",
         "python3",
+        // the tcp-monitor check: dom0 (the host's root) turns offloads off; the pcapng's judge
+        "ethtool",
+        "tshark",
     ] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
