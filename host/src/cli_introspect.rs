@@ -240,6 +240,8 @@ impl Target {
 
     #[cfg(feature = "xen")]
     fn open_domain(spec: &str) -> Result<Self, CliError> {
+        /// Reads of one vCPU's context before its failure counts.
+        const VCPU_CONTEXT_ATTEMPTS: usize = 3;
         use crate::introspect::paging::PagingMode;
         use crate::introspect::phys::live::{LiveFrames, DEFAULT_MAPPED_FRAMES};
         use crate::xen::{self, DomainMapper, ForeignMemory, XenControl, XenStore};
@@ -247,10 +249,31 @@ impl Target {
         let domain = xen::resolve_domain(&store, spec)?;
         let ctrl = XenControl::open()?;
         let info = ctrl.domain_info(domain.id)?;
+        // A vCPU's context is read again when Xen does not give it at once (a busy
+        // domain, seen once under emulation); what failed is said if none has paging on.
+        let mut failures = Vec::new();
         let vcpu = (0..=info.max_vcpu_id)
-            .filter_map(|v| ctrl.vcpu_state(domain.id, v).ok())
-            .find(|v| v.cr3 != 0)
-            .ok_or_else(|| CliError::Usage(format!("domain {spec}: no vCPU has paging on")))?;
+            .find_map(|v| {
+                for _ in 0..VCPU_CONTEXT_ATTEMPTS {
+                    match ctrl.vcpu_state(domain.id, v) {
+                        Ok(s) if s.cr3 != 0 => return Some(s),
+                        Ok(_) => break,
+                        Err(e) => failures.push(format!("vCPU {v}: {e}")),
+                    }
+                }
+                None
+            })
+            .ok_or_else(|| {
+                failures.truncate(4);
+                CliError::Usage(format!(
+                    "domain {spec}: no vCPU has paging on{}",
+                    if failures.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", failures.join("; "))
+                    }
+                ))
+            })?;
         let mapper: Arc<dyn FrameMapper> =
             Arc::new(DomainMapper::new(ForeignMemory::open()?, domain.id));
         // HVM/PVH: guest frames. PV: machine frames (see the module documentation); any

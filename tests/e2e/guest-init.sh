@@ -35,9 +35,11 @@ bumping_on() {
 	(while echo "bump_for 60000" > $D/ctl; do :; done) &
 	BUMPING=$!
 }
-# unbump: ends a bumping early (bump_for stops on a fatal signal).
+# unbump: ends a bumping early. SIGKILL: bump_for stops on a fatal signal, and a
+# SIGTERM the subshell catches is none (the write would run its 60 s out, and the
+# loop write again).
 unbump() {
-	kill "$BUMPING" 2>/dev/null
+	kill -KILL "$BUMPING" 2>/dev/null
 	wait "$BUMPING" 2>/dev/null
 	return 0
 }

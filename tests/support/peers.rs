@@ -30,11 +30,25 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The DWARF of kernel `release` (its vmlinux from Debian's `-dbg` package), which
+/// `tests/install-peers.sh` extracts for the kernel the tests' guests run.
+pub fn debug_vmlinux(release: &str) -> PathBuf {
+    let p = workspace_root()
+        .join("target/peers/debug")
+        .join(format!("vmlinux-{release}"));
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/install-peers.sh (tests/run does)",
+        p.display()
+    );
+    p
+}
+
 /// Checks that drgn and volatility3 open the snapshot `core` of a kernel of `release`,
 /// and that what they read is what vmark reads from it: drgn's kernel (from VMCOREINFO),
-/// its banner, and its symbols' addresses and bytes through the page tables; the banners
-/// volatility3 finds by physical offset through its ELF layer. Returns a line of what
-/// each found.
+/// its banner, and its symbols' addresses and bytes through the page tables; with the
+/// kernel's DWARF, drgn's process list equal to `vmark ps`'s; the banners volatility3
+/// finds by physical offset through its ELF layer. Returns a line of what each found.
 pub fn check_snapshot(core: &Path, release: &str) -> Result<String, String> {
     let core_s = core.to_str().ok_or("non-UTF-8 path")?;
     let symbols = ["init_task", "jiffies", "linux_banner"];
@@ -42,6 +56,8 @@ pub fn check_snapshot(core: &Path, release: &str) -> Result<String, String> {
     let text = run(
         Command::new(peer_bin("python"))
             .arg(&script)
+            .arg("--vmlinux")
+            .arg(debug_vmlinux(release))
             .arg(core)
             .args(symbols),
         "drgn",
@@ -74,6 +90,32 @@ pub fn check_snapshot(core: &Path, release: &str) -> Result<String, String> {
                 bytes.trim()
             ));
         }
+    }
+    // Processes: drgn through the DWARF's types, vmark through BTF, from the same file.
+    let pairs = |rows: &Value, what: &str| -> Result<Vec<(u64, String)>, String> {
+        let mut out: Vec<(u64, String)> = rows
+            .as_array()
+            .ok_or(format!("{what}: no process list: {rows}"))?
+            .iter()
+            .filter(|r| r.get("pid").is_some())
+            .map(|r| {
+                (
+                    r["pid"].as_u64().unwrap_or(u64::MAX),
+                    r["name"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    };
+    let drgn_ps = pairs(&drgn["processes"], "drgn")?;
+    let vmark_ps = pairs(&vmark_json(&["ps", core_s, "--json"]), "vmark ps")?;
+    if drgn_ps != vmark_ps || drgn_ps.len() < 10 {
+        return Err(format!(
+            "processes: drgn lists {} {drgn_ps:?}, vmark {} {vmark_ps:?}",
+            drgn_ps.len(),
+            vmark_ps.len()
+        ));
     }
     let vol = run(
         Command::new(peer_bin("vol"))
@@ -108,9 +150,11 @@ pub fn check_snapshot(core: &Path, release: &str) -> Result<String, String> {
         }
     }
     Ok(format!(
-        "drgn {} read {} symbols as vmark does; volatility3 found {} banner(s) of {release}",
+        "drgn {} read {} symbols and listed {} processes as vmark does; volatility3 found {} \
+         banner(s) of {release}",
         drgn["drgn"].as_str().unwrap_or("?"),
         symbols.len(),
+        drgn_ps.len(),
         ours.len()
     ))
 }
