@@ -258,7 +258,12 @@ impl Target {
                     match ctrl.vcpu_state(domain.id, v) {
                         Ok(s) if s.cr3 != 0 => return Some(s),
                         Ok(_) => break,
-                        Err(e) => failures.push(format!("vCPU {v}: {e}")),
+                        Err(e) => {
+                            let failure = format!("vCPU {v}: {e}");
+                            if failures.last() != Some(&failure) {
+                                failures.push(failure);
+                            }
+                        }
                     }
                 }
                 None

@@ -375,6 +375,16 @@ pub fn watch(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOutcome, L
     if opts.format == Format::Csv && opts.fields.is_empty() {
         return Err(LiveError::Usage("--format csv needs --fields a,b,c".into()));
     }
+    if let (Some(pcap), Some(record)) = (
+        opts.on_packet.as_ref().and_then(|p| p.pcap.as_ref()),
+        &opts.record,
+    ) {
+        if same_file(pcap, record) {
+            return Err(LiveError::Usage(
+                "--pcap and --record name the same file".into(),
+            ));
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -864,11 +874,6 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         };
         let t = PacketTap::open(&interfaces, p.filter.as_deref(), snaplen)?;
         if let Some(path) = &p.pcap {
-            if opts.record.as_ref() == Some(path) {
-                return Err(LiveError::Usage(
-                    "--pcap and --record name the same file".into(),
-                ));
-            }
             s.packet_log = Some(PacketLog::create(
                 path,
                 t.interfaces(),
@@ -1189,6 +1194,19 @@ fn close_tap(s: &mut Session<'_>, mut tap: PacketTap) -> Result<(), LiveError> {
     Ok(())
 }
 
+/// Whether `a` and `b` are one file: the same existing file (device and inode), or the
+/// same path once made absolute.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => match (std::path::absolute(a), std::path::absolute(b)) {
+            (Ok(x), Ok(y)) => x.components().eq(y.components()),
+            _ => a == b,
+        },
+    }
+}
+
 /// Which cause a postponed round keeps when another wake-up is folded into it: the guest's
 /// trigger (it carries the guest's stamp), then a packet, then the timer.
 fn precedence(c: Cause) -> u8 {
@@ -1261,4 +1279,27 @@ async fn calibrate(
         }
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_is_one_file_however_it_is_named() {
+        let dir = std::env::temp_dir().join(format!("vmark-same-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a");
+        std::fs::write(&a, b"x").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        assert!(same_file(&a, &link));
+        assert!(same_file(&dir.join("./a"), &a));
+        // Not there yet: the same path once absolute.
+        let new = dir.join("new.pcapng");
+        assert!(same_file(&new, &dir.join(".").join("new.pcapng")));
+        assert!(!same_file(&new, &a));
+        assert!(!same_file(&dir.join("b"), &dir.join("c")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

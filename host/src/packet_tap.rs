@@ -362,7 +362,9 @@ fn capture_loop(
 }
 
 /// What the kernel still holds for a capture that was told to stop, read without waiting
-/// (at most a queue's worth), so no packet captured before the end goes uncounted.
+/// (at most a queue's worth), so the packets captured before the end are counted. (One
+/// per interface can still be lost: libpcap's read that reports the break has taken a
+/// frame first.)
 fn drain(
     cap: pcap::Capture<pcap::Active>,
     index: u32,
