@@ -48,6 +48,16 @@ traffic() {
 	done
 	say "traffic $name: $(cat "$OUT/traffic-$name.json")"
 }
+# listening ERR PID: waits (30 s at most) until the watch PID says on ERR that it
+# listens, or has ended.
+listening() {
+	for _ in $(seq 1 150); do
+		grep -q "^vmark: watching" "$1" 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.2
+	done
+	grep -q "^vmark: watching" "$1" || say "the watch is not listening: $(tail -n 3 "$1")"
+}
 # drained ADDR: waits (30 s at most) until dom0 has nothing unacknowledged on
 # its connection to ADDR:5001, so the guest has taken every segment sent.
 drained() {
@@ -107,12 +117,7 @@ say "IPv4: 8 s at full rate, watched on every trigger, then 30 s idle"
 WPID=$!
 # Start the traffic once the watch says it is listening (bound, calibrated,
 # subscribed), not after a guessed delay.
-for _ in $(seq 1 150); do
-	grep -q "^vmark: watching" "$OUT/watch.err" 2>/dev/null && break
-	kill -0 $WPID 2>/dev/null || break
-	sleep 0.2
-done
-grep -q "^vmark: watching" "$OUT/watch.err" || say "the watch is not listening: $(tail -n 3 "$OUT/watch.err")"
+listening "$OUT/watch.err" $WPID
 traffic v4 10.9.0.2 --duration 8 --hold 30
 sleep 1
 snapshot A
@@ -144,12 +149,7 @@ netdev P0
 	--pcap "$OUT/packets.pcapng" --record "$OUT/packets.jsonl" --quiet --duration 120s \
 	> "$OUT/packets-watch.out" 2> "$OUT/packets-watch.err" &
 WPID=$!
-for _ in $(seq 1 150); do
-	grep -q "^vmark: watching" "$OUT/packets-watch.err" 2>/dev/null && break
-	kill -0 $WPID 2>/dev/null || break
-	sleep 0.2
-done
-grep -q "^vmark: watching" "$OUT/packets-watch.err" || say "the packet watch is not listening: $(tail -n 3 "$OUT/packets-watch.err")"
+listening "$OUT/packets-watch.err" $WPID
 traffic pkt 10.9.0.2 --duration 3 --rate 100000 --hold 15
 drained 10.9.0.2
 g "values P"

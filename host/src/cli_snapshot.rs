@@ -119,14 +119,7 @@ fn write_file<T>(
     path: &Path,
     write: impl FnOnce(&std::fs::File) -> Result<T, CliError>,
 ) -> Result<T, CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+    let file = crate::private_file::create(path)?;
     match write(&file) {
         Ok(done) => Ok(done),
         Err(e) => {

@@ -1208,15 +1208,15 @@ impl Refresher {
     }
 }
 
+/// Test doubles shared by the modules that read xenstore.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::frames::BufferMapper;
+pub(crate) mod test_store {
+    use super::Store;
     use std::collections::HashMap;
-    use vmark_proto::{BaseEncoding, MarkFlags, Type, TypeTable};
 
+    /// A xenstore in memory, for tests: path → value; directories are the paths' prefixes.
     #[derive(Default)]
-    struct MapStore(HashMap<String, String>);
+    pub(crate) struct MapStore(pub(crate) HashMap<String, String>);
 
     impl Store for MapStore {
         fn read(&self, path: &str) -> std::io::Result<Option<String>> {
@@ -1235,6 +1235,15 @@ mod tests {
             Ok(kids)
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_store::MapStore;
+    use super::*;
+    use crate::frames::BufferMapper;
+    use std::collections::HashMap;
+    use vmark_proto::{BaseEncoding, MarkFlags, Type, TypeTable};
 
     const GVA: u64 = 0xffff_ffff_c000_0000;
 

@@ -33,6 +33,7 @@ pub mod live;
 pub mod packet_tap;
 pub mod pcapng;
 pub mod plot;
+pub mod private_file;
 pub mod publish;
 pub mod reader;
 pub mod sample;

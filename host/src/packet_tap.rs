@@ -401,30 +401,11 @@ fn timestamp_ns(sec: i64, nsec: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::guest::test_store::MapStore;
     use std::time::Duration;
 
-    struct FakeStore(BTreeMap<String, String>);
-
-    impl Store for FakeStore {
-        fn read(&self, path: &str) -> std::io::Result<Option<String>> {
-            Ok(self.0.get(path).cloned())
-        }
-        fn directory(&self, path: &str) -> std::io::Result<Vec<String>> {
-            let prefix = format!("{path}/");
-            let mut out: Vec<String> = self
-                .0
-                .keys()
-                .filter_map(|k| k.strip_prefix(&prefix))
-                .map(|rest| rest.split('/').next().unwrap().to_string())
-                .collect();
-            out.dedup();
-            Ok(out)
-        }
-    }
-
-    fn store(entries: &[(&str, &str)]) -> FakeStore {
-        FakeStore(
+    fn store(entries: &[(&str, &str)]) -> MapStore {
+        MapStore(
             entries
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -14,7 +14,6 @@ use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use pcap_file::DataLink;
 use std::borrow::Cow;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,15 +70,7 @@ impl PacketLog {
             path: path.display().to_string(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            // Never through a symbolic link someone left at the path.
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io)?;
+        let file = crate::private_file::create(path).map_err(io)?;
         let mut writer = PcapNgWriter::new(BufWriter::new(file)).map_err(|e| to_io(path, e))?;
         let mut bytes = 28u64;
         for name in interfaces {
