@@ -632,6 +632,7 @@ fn i386_pae_row() -> Row {
         machine: Machine {
             arch: Arch::I386,
             la57: false,
+            vmcoreinfo: false,
         },
         known_gaps: &[],
     }
@@ -655,6 +656,7 @@ fn matrix_6_1_amd64_la57() {
         machine: Machine {
             arch: Arch::X86_64,
             la57: true,
+            vmcoreinfo: false,
         },
         known_gaps: &[],
     });
@@ -693,6 +695,7 @@ fn matrix_6_1_686_i386() {
         machine: Machine {
             arch: Arch::I386,
             la57: false,
+            vmcoreinfo: false,
         },
         known_gaps: &[],
     });

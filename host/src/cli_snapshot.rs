@@ -12,6 +12,7 @@
 //! file keeps them ([`crate::snapshot`]'s `VMARK` note), so vmark walks its page tables.
 
 use crate::cli_introspect::{CliError, KernelFiles, SourceSpec, Target};
+#[cfg(feature = "xen")]
 use crate::introspect::kernel::Kernel;
 use crate::introspect::phys::PAGE_SIZE;
 use crate::snapshot::guest::{self, VmcoreinfoOrigin};

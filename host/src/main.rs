@@ -394,6 +394,7 @@ fn main() -> ExitCode {
 /// How a command failed: an error to print, or a status already explained on stderr.
 enum Failed {
     Error(Box<dyn std::error::Error>),
+    #[cfg_attr(not(feature = "xen"), allow(dead_code))]
     Status(u8),
 }
 

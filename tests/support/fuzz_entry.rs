@@ -1080,9 +1080,14 @@ pub fn fuzz_dumps(data: &[u8]) {
         }
         let _ = map.max_address();
         if let Ok(f) = std::fs::File::open(&file.0) {
+            // Mapped, as dumps are read; segments past the file are refused above.
+            let bytes = vmark_host::introspect::phys::mapped::FileBytes::new(f, data.len() as u64);
             let mut buf = [0u8; 32];
             for r in map.regions().iter().take(4) {
-                let _ = map.read(&f, r.start, &mut buf);
+                let _ = map.read(&bytes, r.start, &mut buf);
+                let _ = map.with_bytes(&bytes, r.start, 64, &mut |b| {
+                    assert_eq!(b.len(), 64);
+                });
             }
         }
     }

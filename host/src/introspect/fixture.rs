@@ -120,6 +120,10 @@ pub struct Machine {
     pub arch: Arch,
     /// Offer 5-level paging (`-cpu qemu64,+la57`, x86-64 only); the kernel then runs with it.
     pub la57: bool,
+    /// Give the guest QEMU's `vmcoreinfo` device (the guest must load `qemu_fw_cfg`, an
+    /// extra module): the dump then carries the kernel's VMCOREINFO note, which drgn needs
+    /// to open a QEMU dump.
+    pub vmcoreinfo: bool,
 }
 
 impl Machine {
@@ -131,6 +135,9 @@ impl Machine {
         }
         if self.la57 {
             t.push_str("-la57");
+        }
+        if self.vmcoreinfo {
+            t.push_str("-vmci");
         }
         t
     }
@@ -405,6 +412,9 @@ fn build(
     if let Some(cpu) = machine.cpu() {
         cmd.args(["-cpu", cpu]);
     }
+    if machine.vmcoreinfo {
+        cmd.args(["-device", "vmcoreinfo"]);
+    }
     let mut child = cmd
         .arg("-object")
         .arg(format!(
@@ -607,6 +617,7 @@ mod tests {
         let m = Machine {
             arch: Arch::I386,
             la57: false,
+            vmcoreinfo: false,
         };
         assert_eq!(
             (m.tag().as_str(), m.qemu(), m.cpu()),
@@ -615,6 +626,7 @@ mod tests {
         let m = Machine {
             arch: Arch::X86_64,
             la57: true,
+            vmcoreinfo: false,
         };
         assert_eq!(m.cpu(), Some("qemu64,+la57"));
     }

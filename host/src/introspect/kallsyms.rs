@@ -50,6 +50,8 @@ pub const TOKEN_SIGNATURE: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x
 
 /// Largest chunk read while scanning.
 const SCAN_CHUNK: u64 = 8 << 20;
+/// Most signature hits held at once while scanning a chunk (they are visited after it).
+const SCAN_HITS_PER_PASS: usize = 4096;
 /// A token table is at most 64 KiB (its index is `u16`): bytes read around a signature hit
 /// to find the table and its index.
 const TOKEN_TABLE_SPAN: u64 = 64 << 10;
@@ -312,8 +314,8 @@ pub fn scan_each(
     if needle.is_empty() {
         return done(0, ScanEnd::Complete);
     }
+    let finder = memchr::memmem::Finder::new(needle);
     let overlap = needle.len() as u64 - 1;
-    let mut buf = Vec::new();
     let mut last_hit: Option<u64> = None;
     for Region { start, len } in mem.regions() {
         let end = start.saturating_add(len);
@@ -323,11 +325,24 @@ pub fn scan_each(
                 return done(scanned, ScanEnd::OverBudget { at });
             };
             let n = (end - at).min(SCAN_CHUNK + overlap).min(left);
-            buf.resize(n as usize, 0);
             scanned += n;
-            if mem.read(at, &mut buf).is_ok() {
-                for i in find_all(&buf, needle) {
-                    let hit = at + i as u64;
+            // Hits are collected first and visited after: a visit reads memory itself, and a
+            // mapped source's bytes are only lent for the scan.
+            let mut hits = Vec::new();
+            let lent = mem.with_bytes(at, n as usize, &mut |bytes| {
+                let mut from = 0;
+                while hits.len() < SCAN_HITS_PER_PASS {
+                    let Some(i) = bytes.get(from..).and_then(|b| finder.find(b)) else {
+                        break;
+                    };
+                    hits.push(at + (from + i) as u64);
+                    // Overlapping occurrences count too: go on from the next byte.
+                    from += i + 1;
+                }
+            });
+            let full = hits.len() >= SCAN_HITS_PER_PASS;
+            if lent.is_ok() {
+                for hit in hits {
                     if last_hit.is_some_and(|l| hit <= l) {
                         continue;
                     }
@@ -336,6 +351,12 @@ pub fn scan_each(
                         return done(scanned, ScanEnd::Stopped);
                     }
                 }
+            }
+            if full {
+                // More hits than one pass holds: the next pass starts after the last one
+                // (its bytes are counted again, which only makes the budget stricter).
+                at = last_hit.map_or(at + 1, |l| l + 1);
+                continue;
             }
             if at + n >= end || n <= overlap {
                 break;
@@ -364,34 +385,15 @@ pub fn scan(mem: &dyn PhysicalMemory, needle: &[u8], max: usize) -> Result<Vec<u
     Ok(hits)
 }
 
-/// Offsets of `needle` in `hay`.
-fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let first = needle[0];
-    let mut from = 0usize;
-    std::iter::from_fn(move || {
-        while from + needle.len() <= hay.len() {
-            let i = from
-                + hay[from..=hay.len() - needle.len()]
-                    .iter()
-                    .position(|&b| b == first)?;
-            from = i + 1;
-            if &hay[i..i + needle.len()] == needle {
-                return Some(i);
-            }
-        }
-        None
-    })
-}
-
 /// A window of guest memory with bounds-checked little-endian reads. Positions are byte
 /// offsets into the window; alignment is of the physical address (`base + offset`), which
 /// keeps the kernel's link-time alignment.
-struct Window {
+struct Window<'a> {
     base: u64,
-    bytes: Vec<u8>,
+    bytes: &'a [u8],
 }
 
-impl Window {
+impl Window<'_> {
     fn get(&self, at: usize, len: usize) -> Option<&[u8]> {
         self.bytes.get(at..at.checked_add(len)?)
     }
@@ -432,13 +434,14 @@ impl Window {
 
 /// Reads `[hit - before, hit + after)` clipped to the region holding `hit`, charging
 /// `budget` (None when the budget is exhausted).
-fn read_window(
+fn with_window<R>(
     mem: &dyn PhysicalMemory,
     hit: u64,
     before: u64,
     after: u64,
     budget: &mut u64,
-) -> Result<Option<Window>, MemError> {
+    f: impl FnOnce(&Window<'_>) -> R,
+) -> Result<Option<R>, MemError> {
     let region = mem
         .regions()
         .into_iter()
@@ -455,9 +458,16 @@ fn read_window(
         addr: start,
         len: usize::MAX,
     })?;
-    let mut bytes = vec![0u8; len];
-    mem.read(start, &mut bytes)?;
-    Ok(Some(Window { base: start, bytes }))
+    // The window is the source's own bytes where it can lend them (a mapped dump), so a
+    // candidate costs no copy of its tens of MiB.
+    let mut f = Some(f);
+    let mut out = None;
+    mem.with_bytes(start, len, &mut |bytes| {
+        if let Some(f) = f.take() {
+            out = Some(f(&Window { base: start, bytes }));
+        }
+    })?;
+    Ok(out)
 }
 
 /// Counts the work of one candidate against [`KALLSYMS_MAX_STEPS`].
@@ -529,29 +539,39 @@ fn decode_at(
         },
     };
     // Small window first: most hits are not token tables and cost 128 KiB.
-    let small = read_window(
+    let tt = with_window(
         mem,
         hit,
         TOKEN_TABLE_SPAN,
         TOKEN_TABLE_SPAN + TOKEN_INDEX_BYTES as u64 + ALIGN,
         read_budget,
+        |small| token_table(small, hit, &mut steps),
     )?
-    .ok_or_else(|| named(Reject::Read))?;
-    let tt = token_table(&small, hit, &mut steps).map_err(named)?;
-    drop(small);
-    let w = read_window(
+    .ok_or_else(|| named(Reject::Read))?
+    .map_err(named)?;
+    with_window(
         mem,
         tt.table,
         KALLSYMS_WINDOW_BEFORE,
         (tt.index - tt.table) + TOKEN_INDEX_BYTES as u64 + KALLSYMS_WINDOW_AFTER,
         read_budget,
+        |w| decode_window(w, &tt, &mut steps, &named),
     )?
-    .ok_or_else(|| named(Reject::Read))?;
+    .ok_or_else(|| named(Reject::Read))?
+}
+
+/// Decodes the tables around a token table in `w`, in either word size.
+fn decode_window(
+    w: &Window<'_>,
+    tt: &TokenTable,
+    steps: &mut Steps,
+    named: &dyn Fn(Reject) -> KallsymsError,
+) -> Result<Kallsyms, KallsymsError> {
     // 64-bit first (what vmark mostly sees), then 32-bit; a word size the tables are not
     // laid out for fails its checks.
     let mut reasons = Vec::new();
     for word in [WORD_64, WORD_32] {
-        match decode_tables(&w, &tt, word, &mut steps) {
+        match decode_tables(w, tt, word, steps) {
             Ok(k) => return Ok(k),
             Err(Reject::Bad(r)) => reasons.push(format!("{}-bit: {r}", word.bytes * 8)),
             Err(other) => return Err(named(other)),

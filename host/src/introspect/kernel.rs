@@ -332,6 +332,27 @@ impl Kernel {
         }
         let mut seen_modes = HashSet::new();
         modes.retain(|m| seen_modes.insert(*m));
+        // First without scanning memory for banners: a vCPU's page tables map the kernel
+        // image, so they give init_top_pgt's physical address, the root the scan below
+        // would derive; it must map linux_banner onto a banner, as there.
+        if let (Some(pgt), FrameKind::Physical) = (pgt, mem.frame_kind()) {
+            for &mode in &modes {
+                let translator = Arc::new(Translator::new(mem.clone(), mode));
+                for cr3 in vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0) {
+                    let Ok(t) = translator.translate_uncached(cr3, pgt) else {
+                        continue;
+                    };
+                    let root = t.paddr & !0xfff;
+                    let mut text = [0u8; 14];
+                    let maps_banner = translator
+                        .translate_uncached(root, banner)
+                        .is_ok_and(|b| mem.read(b.paddr, &mut text).is_ok());
+                    if maps_banner && &text == b"Linux version " {
+                        return Ok(Self::assemble(translator.space(root), symbols, kallsyms));
+                    }
+                }
+            }
+        }
         let hits = kallsyms::scan(
             mem.as_ref(),
             b"Linux version ",

@@ -1,7 +1,10 @@
 //! Kernel symbol tables: from the guest's kallsyms ([`super::kallsyms`]) or a
 //! `System.map` file, and the KASLR offset between the two.
 
-use std::collections::HashMap;
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// x86-64 link-time address of `_text` (`__START_KERNEL_map + CONFIG_PHYSICAL_START`
 /// with the default 16 MiB): KASLR shifts the kernel from here.
@@ -47,12 +50,28 @@ pub enum SymbolError {
     },
 }
 
-/// Symbols indexed by name and by address.
-#[derive(Debug, Clone, Default)]
+/// Symbols indexed by name and by address. Cloning is cheap: the indexes are shared.
+#[derive(Clone, Default)]
 pub struct SymbolTable {
+    index: Arc<Index>,
+}
+
+/// The symbols and their two indexes: names hashed (foldhash, no per-name copy: the table
+/// holds positions in `symbols`), addresses sorted.
+#[derive(Default)]
+struct Index {
     symbols: Vec<Symbol>,
-    by_name: HashMap<String, usize>,
-    by_addr: Vec<usize>,
+    by_name: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    by_addr: Vec<u32>,
+}
+
+impl std::fmt::Debug for SymbolTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymbolTable")
+            .field("symbols", &self.len())
+            .finish()
+    }
 }
 
 impl SymbolTable {
@@ -61,16 +80,26 @@ impl SymbolTable {
         if symbols.len() > MAX_SYMBOLS {
             return Err(SymbolError::TooMany);
         }
-        let mut by_name = HashMap::with_capacity(symbols.len());
+        let hasher = DefaultHashBuilder::default();
+        let mut by_name: HashTable<u32> = HashTable::with_capacity(symbols.len());
+        let hash_of = |i: &u32| hasher.hash_one(symbols[*i as usize].name.as_str());
         for (i, s) in symbols.iter().enumerate() {
-            by_name.entry(s.name.clone()).or_insert(i);
+            let hash = hasher.hash_one(s.name.as_str());
+            let same = |j: &u32| symbols[*j as usize].name == s.name;
+            if let Entry::Vacant(v) = by_name.entry(hash, same, hash_of) {
+                // MAX_SYMBOLS < 2^32: the position fits.
+                v.insert(i as u32);
+            }
         }
-        let mut by_addr: Vec<usize> = (0..symbols.len()).collect();
-        by_addr.sort_by_key(|&i| symbols[i].addr);
+        let mut by_addr: Vec<u32> = (0..symbols.len() as u32).collect();
+        by_addr.sort_by_key(|&i| symbols[i as usize].addr);
         Ok(SymbolTable {
-            symbols,
-            by_name,
-            by_addr,
+            index: Arc::new(Index {
+                symbols,
+                by_name,
+                hasher,
+                by_addr,
+            }),
         })
     }
 
@@ -111,36 +140,41 @@ impl SymbolTable {
 
     /// Address of `name`.
     pub fn lookup(&self, name: &str) -> Option<u64> {
-        self.by_name.get(name).map(|&i| self.symbols[i].addr)
+        self.get(name).map(|s| s.addr)
     }
 
     /// The symbol named `name`.
     pub fn get(&self, name: &str) -> Option<&Symbol> {
-        self.by_name.get(name).map(|&i| &self.symbols[i])
+        let ix = &*self.index;
+        let hash = ix.hasher.hash_one(name);
+        ix.by_name
+            .find(hash, |&i| ix.symbols[i as usize].name == name)
+            .map(|&i| &ix.symbols[i as usize])
     }
 
     /// The symbol at or before `addr` and `addr`'s offset from it.
     pub fn nearest(&self, addr: u64) -> Option<(&Symbol, u64)> {
-        let n = self
+        let ix = &*self.index;
+        let n = ix
             .by_addr
-            .partition_point(|&i| self.symbols[i].addr <= addr);
-        let s = &self.symbols[self.by_addr[n.checked_sub(1)?]];
+            .partition_point(|&i| ix.symbols[i as usize].addr <= addr);
+        let s = &ix.symbols[ix.by_addr[n.checked_sub(1)?] as usize];
         Some((s, addr - s.addr))
     }
 
     /// All symbols in source order.
     pub fn symbols(&self) -> &[Symbol] {
-        &self.symbols
+        &self.index.symbols
     }
 
     /// Number of symbols.
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        self.index.symbols.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.index.symbols.is_empty()
     }
 
     /// A copy with every address shifted by `delta`: applies a KASLR offset to a
@@ -148,7 +182,7 @@ impl SymbolTable {
     /// would move past either end of the address space is an error, not a wrapped address.
     pub fn relocated(&self, delta: i64) -> Result<Self, SymbolError> {
         let symbols = self
-            .symbols
+            .symbols()
             .iter()
             .map(|s| {
                 let addr = if s.kind.eq_ignore_ascii_case(&'a') {

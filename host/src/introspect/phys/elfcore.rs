@@ -8,6 +8,7 @@
 //! format, and for a Xen PV guest a `VMARK` note of its (pfn, mfn) pairs: the page tables
 //! hold machine frames, translated back through it.
 
+use super::mapped::FileBytes;
 use super::segments::{Segment, SegmentMap};
 use super::{FrameKind, MemError, PhysicalMemory, Region, VcpuState};
 use crate::introspect::m2p::{MachineToPhys, P2mTable};
@@ -33,7 +34,7 @@ mod qemu_state {
 /// A QEMU ELF memory dump.
 #[derive(Debug)]
 pub struct ElfCore {
-    file: File,
+    file: FileBytes,
     map: SegmentMap,
     vcpus: Vec<VcpuState>,
     /// A Xen PV guest's frames, from a `vmark snapshot`'s `VMARK` note.
@@ -105,7 +106,7 @@ impl ElfCore {
         }
         let map = SegmentMap::new(segments, file_len)?;
         Ok(ElfCore {
-            file,
+            file: FileBytes::new(file, file_len),
             map,
             vcpus,
             p2m,
@@ -142,6 +143,9 @@ pub(crate) fn parse_qemu_cpu_state(desc: &[u8]) -> Option<VcpuState> {
 impl PhysicalMemory for ElfCore {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         self.map.read(&self.file, paddr, buf)
+    }
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        self.map.with_bytes(&self.file, paddr, len, f)
     }
     fn max_address(&self) -> u64 {
         self.map.max_address()

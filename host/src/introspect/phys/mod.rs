@@ -16,6 +16,7 @@
 pub mod cached;
 pub mod elfcore;
 pub mod live;
+pub mod mapped;
 pub mod qemu_shm;
 pub mod raw;
 pub mod segments;
@@ -141,6 +142,15 @@ pub trait PhysicalMemory: Send + Sync {
 
     /// Drops cached copies of guest memory (live sources change under us).
     fn flush(&self) {}
+
+    /// Runs `f` on the bytes at `paddr..paddr+len`, in place where the source can (a
+    /// mapped dump: scanning without a copy), else on a copy made by [`Self::read`].
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        let mut buf = vec![0u8; len];
+        self.read(paddr, &mut buf)?;
+        f(&buf);
+        Ok(())
+    }
 }
 
 /// Little-endian scalar reads on top of [`PhysicalMemory::read`].
@@ -182,6 +192,9 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Arc<T> {
     }
     fn flush(&self) {
         (**self).flush()
+    }
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        (**self).with_bytes(paddr, len, f)
     }
 }
 

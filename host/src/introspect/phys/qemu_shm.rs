@@ -17,6 +17,7 @@
 //! `-machine max-ram-below-4g=` changes it: pass it explicitly with [`QemuShm::with_split`].
 //! Reads are `pread`s of the live file, so they see the guest's current memory.
 
+use super::mapped::FileBytes;
 use super::segments::{Segment, SegmentMap};
 use super::{MemError, PhysicalMemory, Region};
 use std::fs::File;
@@ -48,7 +49,7 @@ impl MachineType {
 /// A QEMU guest's shared RAM file.
 #[derive(Debug)]
 pub struct QemuShm {
-    file: File,
+    file: FileBytes,
     map: SegmentMap,
 }
 
@@ -85,13 +86,21 @@ impl QemuShm {
             ],
             len,
         )?;
-        Ok(QemuShm { file, map })
+        // pread, not a mapping: QEMU writes this file while vmark reads it, and a copy the
+        // kernel makes is the only read of changing bytes that is not a data race.
+        Ok(QemuShm {
+            file: FileBytes::unmapped(file, len),
+            map,
+        })
     }
 }
 
 impl PhysicalMemory for QemuShm {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         self.map.read(&self.file, paddr, buf)
+    }
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        self.map.with_bytes(&self.file, paddr, len, f)
     }
     fn max_address(&self) -> u64 {
         self.map.max_address()

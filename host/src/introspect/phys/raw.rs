@@ -1,15 +1,16 @@
 //! Raw memory images: byte `n` of the file is guest-physical address `n`.
 
+use super::mapped::FileBytes;
 use super::{checked_end, MemError, PhysicalMemory};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// A flat physical memory image read with `pread` (no mapping: the file may shrink or be
-/// a device, and `pread` reports that as an error instead of a SIGBUS).
+/// A flat physical memory image, mapped when it is a regular file (a file that shrinks
+/// under the mapping gives errors, not SIGBUS: see [`super::mapped`]), else read with
+/// `pread` (a device).
 #[derive(Debug)]
 pub struct RawImage {
-    file: File,
+    file: FileBytes,
     len: u64,
 }
 
@@ -22,26 +23,16 @@ impl RawImage {
             .metadata()
             .map_err(|e| MemError::Format(format!("{}: {e}", path.display())))?
             .len();
-        Ok(RawImage { file, len })
+        Ok(RawImage::from_file(file, len))
     }
 
     /// Wraps an open file whose first `len` bytes are physical memory from address 0.
     pub fn from_file(file: File, len: u64) -> Self {
-        RawImage { file, len }
+        RawImage {
+            file: FileBytes::new(file, len),
+            len,
+        }
     }
-}
-
-/// Reads `buf.len()` bytes at file offset `off`, naming `addr` in errors.
-pub(crate) fn pread_exact(
-    file: &File,
-    off: u64,
-    buf: &mut [u8],
-    addr: u64,
-) -> Result<(), MemError> {
-    file.read_exact_at(buf, off).map_err(|e| MemError::Io {
-        addr,
-        reason: e.to_string(),
-    })
 }
 
 impl PhysicalMemory for RawImage {
@@ -50,7 +41,14 @@ impl PhysicalMemory for RawImage {
         if end > self.len {
             return Err(MemError::NotPresent(paddr.max(self.len)));
         }
-        pread_exact(&self.file, paddr, buf, paddr)
+        self.file.read_at(paddr, buf, paddr)
+    }
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        let end = checked_end(paddr, len)?;
+        if end > self.len {
+            return Err(MemError::NotPresent(paddr.max(self.len)));
+        }
+        self.file.with_bytes(paddr, len, paddr, f)
     }
     fn max_address(&self) -> u64 {
         self.len

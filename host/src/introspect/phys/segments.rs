@@ -1,8 +1,7 @@
 //! Physical address ranges backed by ranges of a file, shared by the dump formats.
 
-use super::raw::pread_exact;
+use super::mapped::FileBytes;
 use super::{checked_end, MemError, Region};
-use std::fs::File;
 
 /// One run of physical memory stored contiguously in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,16 +91,37 @@ impl SegmentMap {
     }
 
     /// Reads `buf` at `paddr` from `file`, crossing segments as needed.
-    pub fn read(&self, file: &File, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
+    pub fn read(&self, file: &FileBytes, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         checked_end(paddr, buf.len())?;
         let mut done = 0usize;
         while done < buf.len() {
             let addr = paddr + done as u64;
             let (off, avail) = self.locate(addr).ok_or(MemError::NotPresent(addr))?;
             let n = (buf.len() - done).min(usize::try_from(avail).unwrap_or(usize::MAX));
-            pread_exact(file, off, &mut buf[done..done + n], addr)?;
+            file.read_at(off, &mut buf[done..done + n], addr)?;
             done += n;
         }
         Ok(())
+    }
+
+    /// Runs `f` on the bytes at `paddr..paddr+len`: in place when they lie in one segment
+    /// of a mapped file, else on a copy.
+    pub fn with_bytes(
+        &self,
+        file: &FileBytes,
+        paddr: u64,
+        len: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), MemError> {
+        checked_end(paddr, len)?;
+        match self.locate(paddr) {
+            Some((off, avail)) if avail >= len as u64 => file.with_bytes(off, len, paddr, f),
+            _ => {
+                let mut buf = vec![0u8; len];
+                self.read(file, paddr, &mut buf)?;
+                f(&buf);
+                Ok(())
+            }
+        }
     }
 }

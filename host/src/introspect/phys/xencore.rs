@@ -11,6 +11,7 @@
 //! Pages are addressed by PFN. For PV guests the (pfn, mfn) pairs also give the M2P used
 //! to follow the guest's page tables, which hold machine frames.
 
+use super::mapped::FileBytes;
 use super::segments::{Segment, SegmentMap};
 use super::{FrameKind, MemError, PhysicalMemory, Region, VcpuState, PAGE_SIZE};
 use crate::introspect::m2p::{MachineToPhys, P2mTable};
@@ -48,7 +49,7 @@ mod ctx64 {
 
 /// An `xl dump-core` file.
 pub struct XenCore {
-    file: File,
+    file: FileBytes,
     map: SegmentMap,
     p2m: Option<Arc<P2mTable>>,
     vcpus: Vec<VcpuState>,
@@ -156,7 +157,7 @@ impl XenCore {
             }
         }
         Ok(XenCore {
-            file,
+            file: FileBytes::new(file, file_len),
             map,
             p2m,
             vcpus,
@@ -187,6 +188,9 @@ fn parse_ctx64(c: &[u8]) -> VcpuState {
 impl PhysicalMemory for XenCore {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MemError> {
         self.map.read(&self.file, paddr, buf)
+    }
+    fn with_bytes(&self, paddr: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<(), MemError> {
+        self.map.with_bytes(&self.file, paddr, len, f)
     }
     fn max_address(&self) -> u64 {
         self.map.max_address()

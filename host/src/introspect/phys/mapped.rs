@@ -1,0 +1,361 @@
+//! Dump files read through a read-only memory mapping, without ever dying of SIGBUS.
+//!
+//! A read from a mapped file is a bounds check and a `memcpy`, where `pread` is a system
+//! call (0.5–1 µs here): that is most of what a read of a dump costs. The danger of a
+//! mapping is that a file truncated (or rewritten shorter) while mapped raises SIGBUS on
+//! the first access past its new end, which would kill vmark. So every mapping is
+//! registered with a process-wide SIGBUS handler: a fault inside a registered mapping
+//! replaces the faulting page with a zero page (the copy then completes harmlessly) and
+//! marks the mapping poisoned; the read that was under way, and every later one, returns
+//! [`MemError::Io`] "the file changed while mapped". Faults elsewhere go to the handler
+//! that was installed before (or the default action), as if vmark had none.
+//!
+//! When a file cannot be mapped (a device, a pipe, no registry slot left), reads fall back
+//! to `pread`, which reports a short file as an error by itself.
+
+use super::{checked_end, MemError};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Once;
+
+/// Mappings the SIGBUS handler can watch at once; files past that are read with `pread`.
+const GUARD_SLOTS: usize = 64;
+
+/// One watched mapping: `[start, start + len)`; `start == 0` means free.
+struct GuardSlot {
+    start: AtomicUsize,
+    len: AtomicUsize,
+    poisoned: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)] // an initialiser for the array only
+const FREE_SLOT: GuardSlot = GuardSlot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    poisoned: AtomicBool::new(false),
+};
+
+static SLOTS: [GuardSlot; GUARD_SLOTS] = [FREE_SLOT; GUARD_SLOTS];
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The SIGBUS disposition before vmark's, as written by `sigaction` (set once, before the
+/// handler can run, and only read afterwards).
+static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; si_addr is the
+    // faulting address for SIGBUS.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    for slot in &SLOTS {
+        let start = slot.start.load(Ordering::Acquire);
+        let len = slot.len.load(Ordering::Acquire);
+        if start == 0 || addr < start || addr - start >= len {
+            continue;
+        }
+        let page = addr & !(page_size() - 1);
+        // SAFETY: the page lies inside a mapping this process owns and only reads (it is
+        // registered until unmapped); replacing it with an anonymous zero page changes what
+        // the interrupted copy reads, and the read reports the poisoning. mmap is a plain
+        // system call, safe to make in a signal handler.
+        let zero = unsafe {
+            libc::mmap(
+                page as *mut libc::c_void,
+                page_size(),
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if zero != libc::MAP_FAILED {
+            slot.poisoned.store(true, Ordering::Release);
+            return;
+        }
+        break;
+    }
+    // Not ours (or the zero page failed): behave as if vmark had no handler.
+    // SAFETY: PREVIOUS was written by sigaction before this handler was installed.
+    let previous = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
+    let handler = previous.sa_sigaction;
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        // SAFETY: restoring the default action and returning re-executes the faulting
+        // access, which then terminates the process with SIGBUS as it would have.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: the previous handler was installed with SA_SIGINFO, so it takes these.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler takes the signal number only.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+fn install_handler() -> bool {
+    INSTALL.call_once(|| {
+        // SAFETY: an all-zero sigaction is a valid value to fill in; the handler has the
+        // SA_SIGINFO signature; PREVIOUS is written here, once, before the handler exists.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            let previous = (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr();
+            if libc::sigaction(libc::SIGBUS, &action, previous) == 0 {
+                INSTALLED.store(true, Ordering::Release);
+            }
+        }
+    });
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// A registration of one mapping with the SIGBUS handler; released on drop.
+struct Guard(&'static GuardSlot);
+
+impl Guard {
+    fn register(start: usize, len: usize) -> Option<Guard> {
+        if start == 0 || !install_handler() {
+            return None;
+        }
+        let slot = SLOTS.iter().find(|s| {
+            s.start
+                .compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        })?;
+        // Claimed with a placeholder start no address can fall into with len 0; now set.
+        slot.poisoned.store(false, Ordering::Release);
+        slot.len.store(len, Ordering::Release);
+        slot.start.store(start, Ordering::Release);
+        Some(Guard(slot))
+    }
+
+    fn poisoned(&self) -> bool {
+        self.0.poisoned.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.len.store(0, Ordering::Release);
+        self.0.start.store(0, Ordering::Release);
+    }
+}
+
+/// A read-only mapping of a whole file, watched for SIGBUS. The guard is declared before
+/// the map so that it is released first: no fault can name an address after it is unmapped
+/// and possibly reused.
+struct Watched {
+    guard: Guard,
+    map: memmap2::Mmap,
+}
+
+/// The bytes of a file, read by offset: mapped when possible, else with `pread`.
+pub struct FileBytes {
+    file: File,
+    len: u64,
+    mapped: Option<Watched>,
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBytes")
+            .field("len", &self.len)
+            .field("mapped", &self.mapped.is_some())
+            .finish()
+    }
+}
+
+fn changed(addr: u64) -> MemError {
+    MemError::Io {
+        addr,
+        reason: "the file changed (was truncated) while vmark had it mapped".into(),
+    }
+}
+
+impl FileBytes {
+    /// The first `len` bytes of `file` (its length when opened), mapped if it is a regular
+    /// file that can be.
+    pub fn new(file: File, len: u64) -> Self {
+        let mapped = Self::map(&file, len);
+        FileBytes { file, len, mapped }
+    }
+
+    /// Reads through `pread` only (for files that change size under the reader on purpose).
+    pub fn unmapped(file: File, len: u64) -> Self {
+        FileBytes {
+            file,
+            len,
+            mapped: None,
+        }
+    }
+
+    fn map(file: &File, len: u64) -> Option<Watched> {
+        let regular = file.metadata().ok()?.file_type().is_file();
+        let len_usize = usize::try_from(len).ok().filter(|&l| l > 0)?;
+        if !regular {
+            return None;
+        }
+        // SAFETY: a read-only shared mapping; the bytes may change or vanish under it, which
+        // is why every access goes through `read_at`/`with_bytes`, copying or scanning
+        // under the SIGBUS guard and never handing out a reference that outlives the check.
+        let map = unsafe { memmap2::MmapOptions::new().len(len_usize).map(file) }.ok()?;
+        let _ = map.advise(memmap2::Advice::Random);
+        let guard = Guard::register(map.as_ptr() as usize, map.len())?;
+        Some(Watched { guard, map })
+    }
+
+    /// Whether reads go through a mapping.
+    pub fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
+    }
+
+    /// Length of the file when opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file was empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `buf.len()` bytes at file offset `off`; `addr` names the guest address in
+    /// errors.
+    pub fn read_at(&self, off: u64, buf: &mut [u8], addr: u64) -> Result<(), MemError> {
+        let end = checked_end(off, buf.len())?;
+        if end > self.len {
+            return Err(MemError::Io {
+                addr,
+                reason: format!(
+                    "offset {off:#x}+{:#x} is past the end of the file",
+                    buf.len()
+                ),
+            });
+        }
+        match &self.mapped {
+            Some(w) => {
+                // In bounds: end <= len == the mapping's length.
+                buf.copy_from_slice(&w.map[off as usize..end as usize]);
+                if w.guard.poisoned() {
+                    return Err(changed(addr));
+                }
+                Ok(())
+            }
+            None => self.file.read_exact_at(buf, off).map_err(|e| MemError::Io {
+                addr,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the bytes at `off..off+len` in place when mapped (no copy), or on a copy
+    /// read with `pread`; a mapping poisoned meanwhile turns `f`'s answer into an error.
+    pub fn with_bytes<R>(
+        &self,
+        off: u64,
+        len: usize,
+        addr: u64,
+        f: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, MemError> {
+        let end = checked_end(off, len)?;
+        if end > self.len {
+            return Err(MemError::NotPresent(addr));
+        }
+        match &self.mapped {
+            Some(w) => {
+                let r = f(&w.map[off as usize..end as usize]);
+                if w.guard.poisoned() {
+                    return Err(changed(addr));
+                }
+                Ok(r)
+            }
+            None => {
+                let mut buf = vec![0u8; len];
+                self.read_at(off, &mut buf, addr)?;
+                Ok(f(&buf))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("vmark-mapped-{}-{name}", std::process::id()));
+        let mut f = File::create(&path).unwrap();
+        f.write_all(bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_what_pread_reads() {
+        let bytes: Vec<u8> = (0..3 * 4096u32).map(|i| (i * 7) as u8).collect();
+        let path = temp("same", &bytes);
+        let mapped = FileBytes::new(File::open(&path).unwrap(), bytes.len() as u64);
+        let plain = FileBytes::unmapped(File::open(&path).unwrap(), bytes.len() as u64);
+        assert!(mapped.is_mapped() && !plain.is_mapped());
+        for (off, n) in [(0u64, 8usize), (4093, 9), (8192, 4096), (12280, 8)] {
+            let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+            mapped.read_at(off, &mut a, off).unwrap();
+            plain.read_at(off, &mut b, off).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a, &bytes[off as usize..off as usize + n]);
+        }
+        let mut past = [0u8; 8];
+        assert!(mapped.read_at(12285, &mut past, 0).is_err());
+        assert!(mapped.read_at(u64::MAX - 2, &mut past, 0).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_file_truncated_under_the_mapping_is_an_error_not_a_sigbus() {
+        let path = temp("trunc", &vec![0xabu8; 16 * 4096]);
+        let bytes = FileBytes::new(File::open(&path).unwrap(), 16 * 4096);
+        assert!(bytes.is_mapped());
+        let mut buf = [0u8; 16];
+        bytes.read_at(8 * 4096, &mut buf, 0x8000).unwrap();
+        assert_eq!(buf, [0xab; 16]);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        // The first page is still in the file; a page past the new end faults.
+        bytes.read_at(0, &mut buf, 0).unwrap();
+        let err = bytes.read_at(12 * 4096, &mut buf, 0xc000).unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+        let scan = bytes.with_bytes(0, 16 * 4096, 0, &mut |b| b.len());
+        assert!(scan.is_err());
+        // Another mapping is not affected by the first one's poisoning.
+        let other = temp("other", &[1u8; 4096]);
+        let fine = FileBytes::new(File::open(&other).unwrap(), 4096);
+        fine.read_at(0, &mut buf, 0).unwrap();
+        assert_eq!(buf, [1; 16]);
+        drop(bytes);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(&other).unwrap();
+    }
+
+    #[test]
+    fn slots_are_released_on_drop() {
+        let path = temp("slots", &[2u8; 4096]);
+        for _ in 0..3 * GUARD_SLOTS {
+            let b = FileBytes::new(File::open(&path).unwrap(), 4096);
+            assert!(b.is_mapped());
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+}
