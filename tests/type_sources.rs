@@ -72,7 +72,7 @@ fn make_sources() -> Result<Sources, String> {
     let (link, _) = vmark_host::introspect::files::vmlinux(&vmlinux).map_err(|e| e.to_string())?;
     let system_map = dir.join(format!("System.map-{}", fixture.release));
     let mut text = String::new();
-    for s in link.symbols.symbols() {
+    for s in link.symbols.iter() {
         text.push_str(&format!("{:016x} {} {}\n", s.addr, s.kind, s.name));
     }
     std::fs::write(&system_map, text).map_err(|e| e.to_string())?;

@@ -722,13 +722,7 @@ pub fn sym(
         }
     }
     // Past the kernel's last symbol (module space), module symbols are looked at too.
-    let kernel_top = k
-        .symbols()
-        .symbols()
-        .iter()
-        .map(|s| s.addr)
-        .max()
-        .unwrap_or(0);
+    let kernel_top = k.symbols().iter().map(|s| s.addr).max().unwrap_or(0);
     for a in near {
         let addr = parse_address(a, Some(&k))?;
         if addr > kernel_top && module_syms.is_none() {

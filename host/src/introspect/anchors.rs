@@ -29,8 +29,7 @@ fn data_start(kernel: &Kernel) -> Result<u64, KernelError> {
     let syms = kernel.symbols();
     let init = syms.lookup("_sinittext").unwrap_or(u64::MAX);
     let end = syms.lookup("_etext").or_else(|| {
-        syms.symbols()
-            .iter()
+        syms.iter()
             .filter(|s| matches!(s.kind, 'T' | 't') && s.addr < init)
             .map(|s| s.addr)
             .max()

@@ -12,7 +12,8 @@
 //! has; kinds it has no use for (FUNC, VAR, DATASEC, DECL_TAG) become `void` placeholders
 //! and TYPE_TAG is transparent (its id maps to what it tags).
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::HashMap;
+use std::collections::HashSet;
 use vmark_proto::limits;
 use vmark_proto::{
     AggregateKind, ArrayBound, BaseEncoding, Bitfield, Enumerator, Member, Qualifier, Type, TypeId,

@@ -98,7 +98,7 @@ pub fn system_map(path: &Path) -> Result<LinkSymbols, KernelError> {
         ));
     }
     let table = SymbolTable::from_system_map(&text).map_err(|e| file_error(path, e))?;
-    let mut symbols = table.symbols().to_vec();
+    let mut symbols: Vec<Symbol> = table.iter().map(|s| s.to_symbol()).collect();
     mark_percpu_absolute(&mut symbols);
     let symbols = SymbolTable::new(symbols).map_err(|e| file_error(path, e))?;
     let banner = path
@@ -283,8 +283,9 @@ pub fn vmlinux(path: &Path) -> Result<(LinkSymbols, Option<Btf>), KernelError> {
                     )
                 })?
                 .symbols
-                .symbols()
-                .to_vec();
+                .iter()
+                .map(|s| s.to_symbol())
+                .collect();
         }
         symbols.sort_by_key(|s| s.addr);
         mark_percpu_absolute(&mut symbols);
@@ -503,28 +504,28 @@ fn relocated_kernel(
 fn compare_with_kallsyms(file: &SymbolTable, ks: &Kallsyms) -> Result<(), String> {
     fn count(t: &SymbolTable) -> HashMap<&str, u32> {
         let mut c: HashMap<&str, u32> = HashMap::new();
-        for s in t.symbols() {
-            *c.entry(s.name.as_str()).or_default() += 1;
+        for s in t.iter() {
+            *c.entry(s.name).or_default() += 1;
         }
         c
     }
     let (in_file, in_ks) = (count(file), count(&ks.symbols));
     let mut differ = Vec::new();
     let mut compared = 0usize;
-    for s in ks.symbols.symbols() {
+    for s in ks.symbols.iter() {
         if s.kind.eq_ignore_ascii_case(&'a')
-            || in_ks.get(s.name.as_str()) != Some(&1)
-            || in_file.get(s.name.as_str()) != Some(&1)
+            || in_ks.get(s.name) != Some(&1)
+            || in_file.get(s.name) != Some(&1)
         {
             continue;
         }
-        let Some(f) = file.get(&s.name) else { continue };
+        let Some(f) = file.get(s.name) else { continue };
         if f.kind.eq_ignore_ascii_case(&'a') {
             continue;
         }
         compared += 1;
         if f.addr != s.addr {
-            differ.push((s.name.clone(), f.addr, s.addr));
+            differ.push((s.name.to_string(), f.addr, s.addr));
         }
     }
     if differ.is_empty() {

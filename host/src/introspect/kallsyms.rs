@@ -37,7 +37,7 @@
 //! was tried and why each failed.
 
 use super::phys::{MemError, PhysicalMemory, Region};
-use super::symbols::{Symbol, SymbolError, SymbolTable, MAX_SYMBOLS};
+use super::symbols::{SymbolError, SymbolTable, SymbolTableBuilder, MAX_SYMBOLS};
 use std::ops::ControlFlow;
 use vmark_proto::limits::{
     KALLSYMS_MAX_CANDIDATES, KALLSYMS_MAX_NAME_BYTES, KALLSYMS_MAX_NAME_LEN,
@@ -273,6 +273,28 @@ pub fn find_within(
         tried,
         stopped: stopped.map(Box::new),
     })
+}
+
+/// Decodes the tables of a token table said to start at physical `paddr` (a hint from
+/// the guest, such as VMCOREINFO's `kallsyms_token_table`): the signature is looked for in
+/// that table's span only, and the tables found are checked as every candidate is, within
+/// vmark's budgets. Saves [`find`]'s scan of memory when the hint is right.
+pub fn find_at(mem: &dyn PhysicalMemory, paddr: u64) -> Result<Kallsyms, KallsymsError> {
+    let budget = SearchBudget::default();
+    let region = mem
+        .regions()
+        .into_iter()
+        .find(|r| r.start <= paddr && paddr < r.end())
+        .ok_or(MemError::NotPresent(paddr))?;
+    let len = (region.end() - paddr).min(TOKEN_TABLE_SPAN) as usize;
+    let finder = memchr::memmem::Finder::new(TOKEN_SIGNATURE);
+    let mut at = None;
+    mem.with_bytes(paddr, len, &mut |b| at = finder.find(b))?;
+    let hit = at.ok_or(KallsymsError::NotFound {
+        scanned: len as u64,
+    })?;
+    let mut read_budget = budget.read_bytes;
+    decode_at(mem, paddr + hit as u64, &mut read_budget, &budget)
 }
 
 const READ_BUDGET: &str = "bytes read into candidate windows";
@@ -901,7 +923,8 @@ fn decode_symbols(
     let offset =
         |i: usize| i32::from_le_bytes(offsets[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]));
     let absolute_percpu = (0..num).any(|i| offset(i) < 0);
-    let mut symbols = Vec::with_capacity(num);
+    // Names average under 20 bytes: room for that, grown if needed.
+    let mut symbols = SymbolTableBuilder::with_capacity(num, num.saturating_mul(20));
     let mut name = Vec::with_capacity(KALLSYMS_MAX_NAME_LEN);
     let mut name_bytes = 0usize;
     for (i, &at) in entries.iter().enumerate() {
@@ -940,19 +963,16 @@ fn decode_symbols(
         let addr = addr
             .filter(|&a| a <= top)
             .ok_or_else(|| format!("symbol {i}'s address overflows"))?;
-        symbols.push(Symbol {
-            name: String::from_utf8_lossy(rest).into_owned(),
-            addr,
-            kind: kind as char,
-        });
+        symbols
+            .push(&String::from_utf8_lossy(rest), addr, kind as char)
+            .map_err(|e| e.to_string())?;
     }
-    let symbols = SymbolTable::new(symbols).map_err(|e| e.to_string())?;
+    let symbols = symbols.build();
     if symbols.lookup("_text").is_none() && symbols.lookup("_stext").is_none() {
         return Err("decoded symbols lack _text/_stext".into());
     }
     // kallsyms is sorted by address (percpu symbols aside): reject a misplaced offsets array.
     let kernel: Vec<u64> = symbols
-        .symbols()
         .iter()
         .map(|s| s.addr)
         .filter(|&a| a >= relative_base)
@@ -1145,6 +1165,24 @@ mod tests {
                 Some(spec.relative_base + 299 * 0x40)
             );
         }
+    }
+
+    #[test]
+    fn a_hint_finds_the_tables_without_a_scan_and_a_wrong_one_fails_cleanly() {
+        // A decoy first: find() would try it, find_at() at the real table does not.
+        let mem = memory(&[planted(), tables(SPEC, &symbols())]);
+        let k = find(&mem).unwrap();
+        let at = find_at(&mem, k.token_table_paddr).unwrap();
+        assert_eq!(at.token_table_paddr, k.token_table_paddr);
+        assert_eq!(at.symbols.len(), 300);
+        assert_eq!(at.symbols.lookup("sym_7"), k.symbols.lookup("sym_7"));
+        // Pointing at the decoy, at nothing, or past memory is an error, not a panic.
+        assert!(find_at(&mem, 64 << 10).is_err());
+        assert!(matches!(
+            find_at(&mem, 0),
+            Err(KallsymsError::NotFound { .. })
+        ));
+        assert!(find_at(&mem, mem.max_address() + 4096).is_err());
     }
 
     #[test]

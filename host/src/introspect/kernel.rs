@@ -289,8 +289,14 @@ impl std::fmt::Debug for Kernel {
 
 impl Kernel {
     /// Finds the kernel in `mem`: scans for kallsyms, then the page tables.
+    /// When the source carries the kernel's VMCOREINFO, the kallsyms tables it names are
+    /// tried first (no scan); they are checked as found ones are, and a wrong hint costs
+    /// only the scan it was meant to save.
     pub fn locate(mem: Arc<dyn PhysicalMemory>) -> Result<Self, KernelError> {
-        let ks = kallsyms::find(mem.as_ref())?;
+        let ks = match kallsyms_from_vmcoreinfo(&mem) {
+            Some(ks) => ks,
+            None => kallsyms::find(mem.as_ref())?,
+        };
         let symbols = ks.symbols.clone();
         Self::with_symbols(mem, symbols, Some(ks))
     }
@@ -1097,6 +1103,43 @@ impl Kernel {
 /// How much of the kernel half the page-table root maps: present entries of the table
 /// that covers it (PAE: the page directory behind the fourth PDPT entry; 32-bit: the
 /// directory's entries from 3 GiB; 4/5-level: the upper half of the top table).
+/// The value of `SYMBOL(name)=HEX` in VMCOREINFO text.
+fn vmcoreinfo_symbol(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let v = l
+            .strip_prefix("SYMBOL(")?
+            .strip_prefix(name)?
+            .strip_prefix(")=")?;
+        u64::from_str_radix(v.trim(), 16).ok()
+    })
+}
+
+/// The kallsyms tables at VMCOREINFO's `kallsyms_token_table` (Linux 6.0+ lists it),
+/// translated through each recorded vCPU's page tables; None when there is no such hint
+/// or it leads nowhere consistent.
+fn kallsyms_from_vmcoreinfo(mem: &Arc<dyn PhysicalMemory>) -> Option<Kallsyms> {
+    let text = mem.vmcoreinfo()?;
+    let va = vmcoreinfo_symbol(&text, "kallsyms_token_table")?;
+    for v in mem.vcpus().iter().filter(|v| v.cr3 != 0) {
+        let mut modes = vec![PagingMode::from_registers(v.cr4, v.efer, true)];
+        for m in [PagingMode::Long4, PagingMode::Long5, PagingMode::Pae] {
+            if !modes.contains(&m) {
+                modes.push(m);
+            }
+        }
+        for mode in modes {
+            let translator = Translator::new(mem.clone(), mode);
+            let Ok(t) = translator.translate_uncached(v.cr3, va) else {
+                continue;
+            };
+            if let Ok(ks) = kallsyms::find_at(mem.as_ref(), t.paddr) {
+                return Some(ks);
+            }
+        }
+    }
+    None
+}
+
 fn kernel_half_entries(mem: &dyn PhysicalMemory, root: u64, mode: PagingMode) -> u32 {
     let count = |table: u64, from: usize, entries: usize, width: usize| -> u32 {
         let mut buf = vec![0u8; entries * width];
@@ -1137,4 +1180,21 @@ struct TaskOffsets {
     mm: u64,
     parent: u64,
     pgd: u64,
+}
+
+#[cfg(test)]
+mod vmcoreinfo_tests {
+    use super::vmcoreinfo_symbol;
+
+    #[test]
+    fn vmcoreinfo_symbols_are_read_by_exact_name() {
+        let text = "OSRELEASE=6.1.0\nSYMBOL(kallsyms_token_table_x)=1\n\
+                    SYMBOL(kallsyms_token_table)=ffffffffbd32ddd8\nSYMBOL(bad)=zz\n";
+        assert_eq!(
+            vmcoreinfo_symbol(text, "kallsyms_token_table"),
+            Some(0xffff_ffff_bd32_ddd8)
+        );
+        assert_eq!(vmcoreinfo_symbol(text, "bad"), None);
+        assert_eq!(vmcoreinfo_symbol(text, "OSRELEASE"), None);
+    }
 }

@@ -1,7 +1,7 @@
 //! Kernel symbol tables: from the guest's kallsyms ([`super::kallsyms`]) or a
 //! `System.map` file, and the KASLR offset between the two.
 
-use hashbrown::hash_table::Entry;
+use hashbrown::hash_table::Entry as Slot;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -50,20 +50,128 @@ pub enum SymbolError {
     },
 }
 
+/// A symbol of a table, its name borrowed from the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolRef<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Virtual address.
+    pub addr: u64,
+    /// `nm`-style type letter.
+    pub kind: char,
+}
+
+impl SymbolRef<'_> {
+    /// An owned copy.
+    pub fn to_symbol(&self) -> Symbol {
+        Symbol {
+            name: self.name.to_string(),
+            addr: self.addr,
+            kind: self.kind,
+        }
+    }
+}
+
 /// Symbols indexed by name and by address. Cloning is cheap: the indexes are shared.
 #[derive(Clone, Default)]
 pub struct SymbolTable {
     index: Arc<Index>,
 }
 
-/// The symbols and their two indexes: names hashed (foldhash, no per-name copy: the table
-/// holds positions in `symbols`), addresses sorted.
+/// One symbol of the table: its name is `names[start..start + len]`.
+#[derive(Clone, Copy)]
+struct Entry {
+    addr: u64,
+    start: u32,
+    len: u32,
+    kind: char,
+}
+
+/// The symbols and their two indexes. Names live in one string (a kernel has 150,000 of
+/// them: one allocation, not one each); the name index is a hash table of positions
+/// (foldhash, no copy of any name); the address index is positions sorted by address.
 #[derive(Default)]
 struct Index {
-    symbols: Vec<Symbol>,
+    names: String,
+    entries: Vec<Entry>,
     by_name: HashTable<u32>,
     hasher: DefaultHashBuilder,
     by_addr: Vec<u32>,
+}
+
+impl Index {
+    fn name(&self, e: &Entry) -> &str {
+        // start..start+len was a whole pushed &str: in bounds, on char boundaries.
+        &self.names[e.start as usize..(e.start + e.len) as usize]
+    }
+    fn symbol(&self, i: u32) -> SymbolRef<'_> {
+        let e = &self.entries[i as usize];
+        SymbolRef {
+            name: self.name(e),
+            addr: e.addr,
+            kind: e.kind,
+        }
+    }
+}
+
+/// Builds a [`SymbolTable`] one symbol at a time, without an allocation per name.
+#[derive(Default)]
+pub struct SymbolTableBuilder {
+    names: String,
+    entries: Vec<Entry>,
+}
+
+impl SymbolTableBuilder {
+    /// A builder with room for `symbols` symbols and `name_bytes` bytes of names.
+    pub fn with_capacity(symbols: usize, name_bytes: usize) -> Self {
+        SymbolTableBuilder {
+            names: String::with_capacity(name_bytes),
+            entries: Vec::with_capacity(symbols.min(MAX_SYMBOLS)),
+        }
+    }
+
+    /// Adds a symbol; more than [`MAX_SYMBOLS`], or names past 4 GiB in all, is an error.
+    pub fn push(&mut self, name: &str, addr: u64, kind: char) -> Result<(), SymbolError> {
+        let start = u32::try_from(self.names.len()).map_err(|_| SymbolError::TooMany)?;
+        let len = u32::try_from(name.len()).map_err(|_| SymbolError::TooMany)?;
+        if self.entries.len() >= MAX_SYMBOLS || start.checked_add(len).is_none() {
+            return Err(SymbolError::TooMany);
+        }
+        self.names.push_str(name);
+        self.entries.push(Entry {
+            addr,
+            start,
+            len,
+            kind,
+        });
+        Ok(())
+    }
+
+    /// The table, indexed. The first symbol of a duplicated name wins for lookups.
+    pub fn build(self) -> SymbolTable {
+        let mut ix = Index {
+            names: self.names,
+            entries: self.entries,
+            ..Index::default()
+        };
+        let mut by_name: HashTable<u32> = HashTable::with_capacity(ix.entries.len());
+        for i in 0..ix.entries.len() as u32 {
+            let name = ix.name(&ix.entries[i as usize]);
+            let hash = ix.hasher.hash_one(name);
+            let same = |j: &u32| ix.name(&ix.entries[*j as usize]) == name;
+            let hash_of = |j: &u32| ix.hasher.hash_one(ix.name(&ix.entries[*j as usize]));
+            if let Slot::Vacant(v) = by_name.entry(hash, same, hash_of) {
+                v.insert(i);
+            }
+        }
+        ix.by_name = by_name;
+        let mut by_addr: Vec<u32> = (0..ix.entries.len() as u32).collect();
+        by_addr.sort_by_key(|&i| ix.entries[i as usize].addr);
+        ix.by_addr = by_addr;
+        SymbolTable {
+            index: Arc::new(ix),
+        }
+    }
 }
 
 impl std::fmt::Debug for SymbolTable {
@@ -80,27 +188,12 @@ impl SymbolTable {
         if symbols.len() > MAX_SYMBOLS {
             return Err(SymbolError::TooMany);
         }
-        let hasher = DefaultHashBuilder::default();
-        let mut by_name: HashTable<u32> = HashTable::with_capacity(symbols.len());
-        let hash_of = |i: &u32| hasher.hash_one(symbols[*i as usize].name.as_str());
-        for (i, s) in symbols.iter().enumerate() {
-            let hash = hasher.hash_one(s.name.as_str());
-            let same = |j: &u32| symbols[*j as usize].name == s.name;
-            if let Entry::Vacant(v) = by_name.entry(hash, same, hash_of) {
-                // MAX_SYMBOLS < 2^32: the position fits.
-                v.insert(i as u32);
-            }
+        let bytes = symbols.iter().map(|s| s.name.len()).sum();
+        let mut b = SymbolTableBuilder::with_capacity(symbols.len(), bytes);
+        for s in &symbols {
+            b.push(&s.name, s.addr, s.kind)?;
         }
-        let mut by_addr: Vec<u32> = (0..symbols.len() as u32).collect();
-        by_addr.sort_by_key(|&i| symbols[i as usize].addr);
-        Ok(SymbolTable {
-            index: Arc::new(Index {
-                symbols,
-                by_name,
-                hasher,
-                by_addr,
-            }),
-        })
+        Ok(b.build())
     }
 
     /// Parses `System.map` text (`<hex address> <type> <name>` per line; a `[module]`
@@ -144,61 +237,60 @@ impl SymbolTable {
     }
 
     /// The symbol named `name`.
-    pub fn get(&self, name: &str) -> Option<&Symbol> {
+    pub fn get(&self, name: &str) -> Option<SymbolRef<'_>> {
         let ix = &*self.index;
         let hash = ix.hasher.hash_one(name);
         ix.by_name
-            .find(hash, |&i| ix.symbols[i as usize].name == name)
-            .map(|&i| &ix.symbols[i as usize])
+            .find(hash, |&i| ix.name(&ix.entries[i as usize]) == name)
+            .map(|&i| ix.symbol(i))
     }
 
     /// The symbol at or before `addr` and `addr`'s offset from it.
-    pub fn nearest(&self, addr: u64) -> Option<(&Symbol, u64)> {
+    pub fn nearest(&self, addr: u64) -> Option<(SymbolRef<'_>, u64)> {
         let ix = &*self.index;
         let n = ix
             .by_addr
-            .partition_point(|&i| ix.symbols[i as usize].addr <= addr);
-        let s = &ix.symbols[ix.by_addr[n.checked_sub(1)?] as usize];
+            .partition_point(|&i| ix.entries[i as usize].addr <= addr);
+        let s = ix.symbol(ix.by_addr[n.checked_sub(1)?]);
         Some((s, addr - s.addr))
     }
 
     /// All symbols in source order.
-    pub fn symbols(&self) -> &[Symbol] {
-        &self.index.symbols
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SymbolRef<'_>> + '_ {
+        let ix = &*self.index;
+        (0..ix.entries.len() as u32).map(move |i| ix.symbol(i))
     }
 
     /// Number of symbols.
     pub fn len(&self) -> usize {
-        self.index.symbols.len()
+        self.index.entries.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.index.symbols.is_empty()
+        self.index.entries.is_empty()
     }
 
     /// A copy with every address shifted by `delta`: applies a KASLR offset to a
     /// link-time System.map. Absolute symbols (type `A`/`a`) are not moved. A symbol that
     /// would move past either end of the address space is an error, not a wrapped address.
     pub fn relocated(&self, delta: i64) -> Result<Self, SymbolError> {
-        let symbols = self
-            .symbols()
-            .iter()
-            .map(|s| {
-                let addr = if s.kind.eq_ignore_ascii_case(&'a') {
-                    Some(s.addr)
-                } else {
-                    s.addr.checked_add_signed(delta)
-                };
-                addr.map(|addr| Symbol { addr, ..s.clone() })
-                    .ok_or_else(|| SymbolError::Overflow {
-                        name: s.name.clone(),
-                        addr: s.addr,
-                        delta,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::new(symbols)
+        let ix = &*self.index;
+        let mut b = SymbolTableBuilder::with_capacity(self.len(), ix.names.len());
+        for s in self.iter() {
+            let addr = if s.kind.eq_ignore_ascii_case(&'a') {
+                Some(s.addr)
+            } else {
+                s.addr.checked_add_signed(delta)
+            };
+            let addr = addr.ok_or_else(|| SymbolError::Overflow {
+                name: s.name.to_string(),
+                addr: s.addr,
+                delta,
+            })?;
+            b.push(s.name, addr, s.kind)?;
+        }
+        Ok(b.build())
     }
 
     /// The KASLR slide of this table relative to a link-time table: `_text` here minus
@@ -216,6 +308,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_of_a_duplicated_name_wins_and_iteration_keeps_source_order() {
+        let mut b = SymbolTableBuilder::with_capacity(0, 0);
+        for (name, addr) in [("b", 0x30u64), ("a", 0x10), ("b", 0x20), ("", 0x40)] {
+            b.push(name, addr, 't').unwrap();
+        }
+        let t = b.build();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t.lookup("b"), Some(0x30));
+        assert_eq!(t.lookup(""), Some(0x40));
+        assert_eq!(t.lookup("c"), None);
+        let names: Vec<&str> = t.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["b", "a", "b", ""]);
+        assert_eq!(t.nearest(0x2f).map(|(s, o)| (s.addr, o)), Some((0x20, 0xf)));
+        assert!(t.nearest(0xf).is_none());
+        let copy = t.clone();
+        assert_eq!(
+            copy.get("a").map(|s| s.to_symbol().name),
+            Some("a".to_string())
+        );
+    }
+
+    #[test]
     fn system_map_parses_looks_up_and_relocates() {
         let map = "ffffffff81000000 T _text\nffffffff81000000 T startup_64\n\
                    ffffffff82a0c940 D init_task\n0000000000000000 A fixed_percpu_data\n\
@@ -224,7 +338,7 @@ mod tests {
         assert_eq!(t.lookup("init_task"), Some(0xffff_ffff_82a0_c940));
         assert_eq!(t.lookup("helper"), Some(0xffff_ffff_c000_0000));
         let (s, off) = t.nearest(0xffff_ffff_82a0_c950).unwrap();
-        assert_eq!((s.name.as_str(), off), ("init_task", 0x10));
+        assert_eq!((s.name, off), ("init_task", 0x10));
         assert!(t.nearest(0x10).unwrap().0.name == "fixed_percpu_data");
         let r = t.relocated(0x1e00_0000).unwrap();
         assert_eq!(r.lookup("_text"), Some(0xffff_ffff_9f00_0000));

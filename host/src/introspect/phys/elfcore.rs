@@ -39,6 +39,8 @@ pub struct ElfCore {
     vcpus: Vec<VcpuState>,
     /// A Xen PV guest's frames, from a `vmark snapshot`'s `VMARK` note.
     p2m: Option<Arc<P2mTable>>,
+    /// The `VMCOREINFO` note's text (QEMU with `-device vmcoreinfo`, vmark snapshots).
+    vmcoreinfo: Option<String>,
 }
 
 /// Most bytes of notes read.
@@ -64,6 +66,7 @@ impl ElfCore {
         let mut segments = Vec::new();
         let mut vcpus = Vec::new();
         let mut p2m = None;
+        let mut vmcoreinfo = None;
         let mut notes_read = 0u64;
         for ph in phdrs {
             match ph.p_type(endian) {
@@ -83,6 +86,11 @@ impl ElfCore {
                         while let Ok(Some(note)) = notes.next() {
                             match note.name() {
                                 b"QEMU" => vcpus.extend(parse_qemu_cpu_state(note.desc())),
+                                // The guest's text: kept as a hint, every use checks it.
+                                b"VMCOREINFO" => {
+                                    vmcoreinfo =
+                                        Some(String::from_utf8_lossy(note.desc()).into_owned())
+                                }
                                 b"VMARK" if note.n_type(endian) == NT_VMARK_XEN_P2M => {
                                     p2m = Some(Arc::new(P2mTable::from_pairs(
                                         note.desc().chunks_exact(16).map(|c| {
@@ -110,6 +118,7 @@ impl ElfCore {
             map,
             vcpus,
             p2m,
+            vmcoreinfo,
         })
     }
 
@@ -164,5 +173,8 @@ impl PhysicalMemory for ElfCore {
     }
     fn machine_to_phys(&self) -> Option<Arc<dyn MachineToPhys>> {
         self.p2m.clone().map(|p| p as Arc<dyn MachineToPhys>)
+    }
+    fn vmcoreinfo(&self) -> Option<String> {
+        self.vmcoreinfo.clone()
     }
 }

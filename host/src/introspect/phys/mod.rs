@@ -140,6 +140,12 @@ pub trait PhysicalMemory: Send + Sync {
         Vec::new()
     }
 
+    /// The kernel's `VMCOREINFO` text when the source carries it (an ELF note). Guest
+    /// data: a hint where to look, never trusted for what is found there.
+    fn vmcoreinfo(&self) -> Option<String> {
+        None
+    }
+
     /// Drops cached copies of guest memory (live sources change under us).
     fn flush(&self) {}
 
@@ -189,6 +195,9 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Arc<T> {
     }
     fn vcpus(&self) -> Vec<VcpuState> {
         (**self).vcpus()
+    }
+    fn vmcoreinfo(&self) -> Option<String> {
+        (**self).vmcoreinfo()
     }
     fn flush(&self) {
         (**self).flush()
