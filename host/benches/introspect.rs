@@ -6,8 +6,8 @@
 //!
 //! Runs on a synthetic 64 MiB image with 4-level page tables (4 KiB pages) in memory, and,
 //! when the QEMU dump fixture built by the introspection tests exists
-//! (`target/introspect-fixtures/*.elf`), on that real dump (pread-backed, and through the
-//! bounded page cache).
+//! (`target/introspect-fixtures/*.elf`), on that real dump (read through its mapping, and
+//! through the bounded page cache).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -124,7 +124,7 @@ fn real_dump(c: &mut Criterion) {
     let va = k.symbols().lookup("init_task").expect("init_task");
     group(
         c,
-        "qemu_dump_pread",
+        "qemu_dump_mapped",
         core.clone(),
         (root, k.base().mode),
         va,

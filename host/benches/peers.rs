@@ -195,22 +195,25 @@ fn main() {
             black_box(k.modules().ok());
         }),
     );
-    machine_limits(&path, pa, translator, root, va);
+    machine_limits(&k, &path, pa, root, va);
 }
 
 /// What the machine itself takes for each kind of operation, on the same bytes.
-fn machine_limits(path: &std::path::Path, pa: u64, translator: &Translator, root: u64, va: u64) {
+fn machine_limits(k: &Kernel, path: &std::path::Path, pa: u64, root: u64, va: u64) {
+    let translator = k.space().translator();
     // The dump's own mapping, read by file offset: the copy a mapped read cannot avoid.
     let file = std::fs::File::open(path).expect("dump");
     // SAFETY: a read-only mapping of a fixture nothing truncates while the benchmark runs.
     let map = unsafe { memmap2::Mmap::map(&file) }.expect("map");
     let core = ElfCore::open(path).expect("dump");
+    // Physical address to file offset: a binary search of the segments, as any reader of
+    // a segmented dump must do.
+    let segments = core.segments().to_vec();
     let offset_of = |paddr: u64| {
-        core.segments()
-            .iter()
-            .find(|s| paddr >= s.paddr && paddr - s.paddr < s.len)
-            .map(|s| (s.file_offset + (paddr - s.paddr)) as usize)
-            .expect("pa in the dump")
+        let i = segments.partition_point(|s| s.paddr <= paddr) - 1;
+        let s = &segments[i];
+        debug_assert!(paddr - s.paddr < s.len);
+        (s.file_offset + (paddr - s.paddr)) as usize
     };
     let off = offset_of(pa);
     let page_off = offset_of(pa & !0xfff);
@@ -230,12 +233,22 @@ fn machine_limits(path: &std::path::Path, pa: u64, translator: &Translator, root
             black_box(&page);
         }),
     );
-    // A hash probe: one u64 key in a table as large as the translation cache.
+    // A hash probe: one u64 key in a table as large as the translation cache (the limit
+    // of a cached translation); one name in a table of the kernel's symbol names (of a
+    // symbol lookup).
     let table: hashbrown::HashMap<u64, u64> = (0..8192u64).map(|i| (i * 4096, i)).collect();
     report(
         "limit_hash",
         time_ns(|| {
             black_box(table.get(&black_box(0x123 * 4096)));
+        }),
+    );
+    let names: hashbrown::HashMap<&str, u64> =
+        k.symbols().iter().map(|s| (s.name, s.addr)).collect();
+    report(
+        "limit_hash_name",
+        time_ns(|| {
+            black_box(names.get(black_box("init_task")));
         }),
     );
     // Four dependent loads: a bare 4-level walk straight from the mapping, each entry's

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod binrec;
 pub mod capture;
 pub mod cli_introspect;
 pub mod cli_snapshot;

@@ -17,8 +17,10 @@
 //! - a lost xenstore watch is re-established with backoff ([`StoreWatch`]);
 //! - `--pause` reads hold a [`PauseGuard`]; termination signals are handled from the start,
 //!   so the guest is always left running;
-//! - the recording caps its size and survives a full disk ([`Recorder`]).
+//! - the recording caps its size and survives a full disk ([`crate::sample::Recorder`],
+//!   [`crate::binrec::BinaryRecorder`]).
 
+use crate::binrec::{RecordFormat, Recording};
 use crate::capture;
 use crate::frames::FrameMapper;
 use crate::guest::{
@@ -27,7 +29,7 @@ use crate::guest::{
 use crate::packet_tap::{PacketTap, TapEvent};
 use crate::pcapng::PacketLog;
 use crate::reader::ReadInfo;
-use crate::sample::{self, Appended, Cause, Recorder, RunStats, SampleMeta};
+use crate::sample::{self, Appended, Cause, RunStats, SampleMeta};
 use crate::watch::{
     apply_refresh, binding_after, check_fields_resolve, resolve_fields, BackendError, Binding,
     Bound, EndReason, HelperEpoch, Pauser, RateLimiter, Resubscribe, StoreEvent, StoreWatch,
@@ -310,6 +312,8 @@ pub struct WatchOptions {
     pub fields: Vec<String>,
     /// Recording file.
     pub record: Option<PathBuf>,
+    /// Its form: JSON lines, or binary (manifests once, raw samples).
+    pub record_format: RecordFormat,
     /// Largest recording, bytes.
     pub record_limit: u64,
     /// Stop after this many samples.
@@ -481,7 +485,7 @@ struct Session<'a> {
     watched: BTreeMap<String, Watched>,
     last_triggers: BTreeMap<String, u64>,
     stats: RunStats,
-    recorder: Option<Recorder>,
+    recorder: Option<Recording>,
     recording_failed: bool,
     taken: u64,
     /// One buffer per mark of a round, kept between rounds.
@@ -502,12 +506,21 @@ struct Session<'a> {
 struct Gone;
 
 impl Session<'_> {
-    /// Appends a line to the recording; says once on stderr when the recording stops.
+    /// Appends an event line to the recording; says once on stderr when it stops.
     fn record(&mut self, line: &str) {
         let Some(r) = self.recorder.as_mut() else {
             return;
         };
-        if let Appended::Stopped = r.append(line) {
+        let appended = r.event(line);
+        self.recording_result(appended);
+    }
+
+    /// Says once on stderr when the recording stopped.
+    fn recording_result(&mut self, appended: Appended) {
+        let Some(r) = self.recorder.as_ref() else {
+            return;
+        };
+        if let Appended::Stopped = appended {
             if let Some(why) = r.stopped() {
                 self.recording_failed |= matches!(why, sample::RecordingStopped::Failed { .. });
                 eprintln!(
@@ -680,6 +693,11 @@ impl Session<'_> {
         }
         // The buffers stay for the next round (no allocation per sample).
         self.bufs = bufs;
+        // A binary recording writes a round's frames at once.
+        if let Some(r) = self.recorder.as_mut() {
+            let appended = r.flush();
+            self.recording_result(appended);
+        }
         result?;
         self.snapshot(t_ns)?;
         Ok(Ok(()))
@@ -725,7 +743,15 @@ impl Session<'_> {
             return Ok(());
         };
         let Some(m) = &w.open else { return Ok(()) };
-        let line = meta.to_json_line(&m.plan.to_json(bytes));
+        // The JSON line only when shown or recorded as lines: a binary recording takes the
+        // bytes as they are.
+        let wants_line = self.opts.format == Format::Json
+            || self.recorder.as_ref().is_some_and(|r| r.wants_lines());
+        let line = if wants_line {
+            meta.to_json_line(&m.plan.to_json(bytes))
+        } else {
+            String::new()
+        };
         let text = if self.opts.quiet {
             None
         } else {
@@ -762,7 +788,17 @@ impl Session<'_> {
                 ),
             })
         };
-        self.record(&line);
+        if let Some(r) = self.recorder.as_mut() {
+            let appended = r.sample(
+                wants_line.then_some(line.as_str()),
+                key,
+                &m.mark.name,
+                &m.manifest,
+                meta,
+                bytes,
+            );
+            self.recording_result(appended);
+        }
         if let Some(t) = text {
             writeln!(self.out, "{t}")?;
             self.out.flush()?;
@@ -781,7 +817,7 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
     let domid = g.domain.id;
     let xc = XenControl::open()?;
     let recorder = match &opts.record {
-        Some(p) => Some(Recorder::open_capped(p, opts.record_limit)?),
+        Some(p) => Some(Recording::open(p, opts.record_limit, opts.record_format)?),
         None => None,
     };
     let specs: Vec<MarkSpec> = opts.marks.iter().map(|m| MarkSpec::parse(m)).collect();
@@ -1159,20 +1195,12 @@ async fn watch_loop(opts: &WatchOptions, out: &mut dyn Write) -> Result<WatchOut
         s.note("store-lost", &g.domain.name, why)?;
     }
     s.stats.resubscribed = changes.resubscribed + released.resubscribed;
+    if let Some(r) = s.recorder.as_mut() {
+        let appended = r.flush();
+        s.recording_result(appended);
+    }
     if let Some(r) = &s.recorder {
-        s.stats.recording = Some(match r.stopped() {
-            Some(why) => format!(
-                "{} stopped early: {why}; {} lines not recorded",
-                r.path().display(),
-                r.not_recorded()
-            ),
-            None => format!(
-                "{}: {} lines, {} bytes",
-                r.path().display(),
-                r.lines,
-                r.bytes()
-            ),
-        });
+        s.stats.recording = Some(r.summary());
     }
     Ok(WatchOutcome {
         stats: s.stats,

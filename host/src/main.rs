@@ -121,6 +121,11 @@ enum Command {
         /// Append every sample to this recording (JSON lines).
         #[arg(long)]
         record: Option<std::path::PathBuf>,
+        /// Form of the recording: `json` lines, or `binary` (the manifest once, then each
+        /// sample's raw bytes; cheapest to write; `vmark convert` turns it into JSON lines,
+        /// `vmark plot` reads it as it is).
+        #[arg(long, value_enum, default_value = "json", requires = "record")]
+        record_format: RecordFormatArg,
         /// Largest recording (e.g. 100M, 2G); then it stops and the watch carries on.
         #[arg(long, value_parser = parse_size, default_value = "1G")]
         record_limit: u64,
@@ -244,9 +249,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a binary recording (`watch --record-format binary`) as JSON lines.
+    Convert {
+        /// The binary recording.
+        recording: std::path::PathBuf,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Plot fields of a recording over time (SVG, PNG), phases of the run marked.
     Plot {
-        /// Recording (JSON lines, from `watch --record`).
+        /// Recording (JSON lines or binary, from `watch --record`).
         recording: std::path::PathBuf,
         /// Fields of the recorded values, e.g. `snd_cwnd srtt_us`, or derived ones:
         /// `[LABEL=]EXPR[:UNIT]`, e.g. `srtt_ms=(srtt_us>>3)/1000:ms` `in_flight=snd_nxt-snd_una:B`.
@@ -332,6 +345,12 @@ enum Format {
     Pretty,
     Json,
     Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RecordFormatArg {
+    Json,
+    Binary,
 }
 
 /// Parses a size: `4096`, `64K`, `100M`, `2G` (powers of 1024).
@@ -432,6 +451,30 @@ fn run(command: Command) -> Result<(), Failed> {
             };
             let summary = vmark_host::plot::plot_recording(&recording, &req)?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Convert { recording, output } => {
+            let done = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let done = vmark_host::binrec::convert(&recording, &mut w)?;
+                    std::io::Write::flush(&mut w)?;
+                    done
+                }
+                None => vmark_host::binrec::convert(&recording, &mut out)?,
+            };
+            eprintln!(
+                "{} samples, {} events; {} frames skipped{}",
+                done.samples,
+                done.events,
+                done.skipped,
+                match &done.stopped {
+                    Some(why) => format!("; reading stopped {why}"),
+                    None => String::new(),
+                }
+            );
             Ok(())
         }
         Command::Inspect {
@@ -610,6 +653,7 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
             format,
             fields,
             record,
+            record_format,
             record_limit,
             max_rate,
             count,
@@ -637,6 +681,10 @@ fn run_live(command: Command, out: &mut dyn std::io::Write) -> Result<(), Failed
                 },
                 fields,
                 record,
+                record_format: match record_format {
+                    RecordFormatArg::Json => vmark_host::binrec::RecordFormat::Lines,
+                    RecordFormatArg::Binary => vmark_host::binrec::RecordFormat::Binary,
+                },
                 record_limit,
                 count,
                 duration,

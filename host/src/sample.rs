@@ -391,9 +391,13 @@ pub struct RecordedSample {
     pub value: serde_json::Value,
 }
 
-/// Reads a recording's samples, skipping event lines and a torn last line. Returns the
-/// samples and how many lines were skipped as unreadable.
+/// Reads a recording's samples (JSON lines, or a binary recording decoded), skipping
+/// event lines and a torn last line. Returns the samples and how many lines (frames) were
+/// skipped as unreadable.
 pub fn read_recording(path: &std::path::Path) -> std::io::Result<(Vec<RecordedSample>, usize)> {
+    if crate::binrec::is_binary(path) {
+        return crate::binrec::read_samples(path).map_err(|e| std::io::Error::other(e.to_string()));
+    }
     let f = std::io::BufReader::new(std::fs::File::open(path)?);
     let mut out = Vec::new();
     let mut bad = 0;

@@ -46,6 +46,9 @@ pub const WATCH_RESUBSCRIBE_BACKOFF_MS: u64 = 200;
 pub const RECORDING_DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Room kept under the recording cap for the closing `recording-stopped` line.
 pub const RECORDING_EVENT_RESERVE: u64 = 1024;
+/// Distinct marks a binary recording's reader keeps decoders for (each mark frame of a
+/// session is one; more are skipped, counted).
+pub const BINREC_MAX_MARKS: usize = 4096;
 /// Network interfaces `watch --on-packet` captures on at once (a domain's vifs and their
 /// `-emu` twins): one thread each.
 pub const PACKET_MAX_INTERFACES: usize = 8;

@@ -10,7 +10,7 @@ import sys
 OPS = [
     ("open", "open: kernel + symbols, first answer", None),
     ("open_types", "open with types (BTF / DWARF)", None),
-    ("symbol", "symbol → address", "limit_hash"),
+    ("symbol", "symbol → address", "limit_hash_name"),
     ("v2p_cached", "virtual → physical, cached", "limit_hash"),
     ("v2p_uncached", "virtual → physical, uncached", "limit_walk"),
     ("read_va_8", "read 8 B by virtual address", "limit_copy_8"),
@@ -22,6 +22,7 @@ OPS = [
 ]
 LIMITS = {
     "limit_hash": "hash probe",
+    "limit_hash_name": "hash probe by name",
     "limit_walk": "4 dependent loads",
     "limit_copy_8": "copy 8 B",
     "limit_copy_4k": "copy 4 KiB",

@@ -278,8 +278,13 @@ pub fn find_within(
 /// Decodes the tables of a token table said to start at physical `paddr` (a hint from
 /// the guest, such as VMCOREINFO's `kallsyms_token_table`): the signature is looked for in
 /// that table's span only, and the tables found are checked as every candidate is, within
-/// vmark's budgets. Saves [`find`]'s scan of memory when the hint is right.
-pub fn find_at(mem: &dyn PhysicalMemory, paddr: u64) -> Result<Kallsyms, KallsymsError> {
+/// vmark's budgets; `read_budget` (bytes read into candidate windows) is the caller's, to
+/// share between hints. Saves [`find`]'s scan of memory when the hint is right.
+pub fn find_at(
+    mem: &dyn PhysicalMemory,
+    paddr: u64,
+    read_budget: &mut u64,
+) -> Result<Kallsyms, KallsymsError> {
     let budget = SearchBudget::default();
     let region = mem
         .regions()
@@ -293,8 +298,7 @@ pub fn find_at(mem: &dyn PhysicalMemory, paddr: u64) -> Result<Kallsyms, Kallsym
     let hit = at.ok_or(KallsymsError::NotFound {
         scanned: len as u64,
     })?;
-    let mut read_budget = budget.read_bytes;
-    decode_at(mem, paddr + hit as u64, &mut read_budget, &budget)
+    decode_at(mem, paddr + hit as u64, read_budget, &budget)
 }
 
 const READ_BUDGET: &str = "bytes read into candidate windows";
@@ -362,7 +366,8 @@ pub fn scan_each(
                     from += i + 1;
                 }
             });
-            let full = hits.len() >= SCAN_HITS_PER_PASS;
+            let full = lent.is_ok() && hits.len() >= SCAN_HITS_PER_PASS;
+            let pass_last = hits.last().copied();
             if lent.is_ok() {
                 for hit in hits {
                     if last_hit.is_some_and(|l| hit <= l) {
@@ -374,10 +379,10 @@ pub fn scan_each(
                     }
                 }
             }
-            if full {
-                // More hits than one pass holds: the next pass starts after the last one
-                // (its bytes are counted again, which only makes the budget stricter).
-                at = last_hit.map_or(at + 1, |l| l + 1);
+            if let (true, Some(l)) = (full, pass_last) {
+                // More hits than one pass holds: the next pass starts after this pass's last
+                // one (its bytes are counted again, which only makes the budget stricter).
+                at = l.saturating_add(1).max(at + 1);
                 continue;
             }
             if at + n >= end || n <= overlap {
@@ -923,8 +928,9 @@ fn decode_symbols(
     let offset =
         |i: usize| i32::from_le_bytes(offsets[4 * i..4 * i + 4].try_into().unwrap_or([0; 4]));
     let absolute_percpu = (0..num).any(|i| offset(i) < 0);
-    // Names average under 20 bytes: room for that, grown if needed.
-    let mut symbols = SymbolTableBuilder::with_capacity(num, num.saturating_mul(20));
+    // Names average under 20 bytes: room for that, grown if needed (never past the budget).
+    let mut symbols =
+        SymbolTableBuilder::with_capacity(num, num.saturating_mul(20).min(KALLSYMS_MAX_NAME_BYTES));
     let mut name = Vec::with_capacity(KALLSYMS_MAX_NAME_LEN);
     let mut name_bytes = 0usize;
     for (i, &at) in entries.iter().enumerate() {
@@ -1172,17 +1178,21 @@ mod tests {
         // A decoy first: find() would try it, find_at() at the real table does not.
         let mem = memory(&[planted(), tables(SPEC, &symbols())]);
         let k = find(&mem).unwrap();
-        let at = find_at(&mem, k.token_table_paddr).unwrap();
+        let mut read = KALLSYMS_MAX_READ_BYTES;
+        let budget = &mut read;
+        let at = find_at(&mem, k.token_table_paddr, budget).unwrap();
         assert_eq!(at.token_table_paddr, k.token_table_paddr);
         assert_eq!(at.symbols.len(), 300);
         assert_eq!(at.symbols.lookup("sym_7"), k.symbols.lookup("sym_7"));
         // Pointing at the decoy, at nothing, or past memory is an error, not a panic.
-        assert!(find_at(&mem, 64 << 10).is_err());
+        assert!(find_at(&mem, 64 << 10, budget).is_err());
         assert!(matches!(
-            find_at(&mem, 0),
+            find_at(&mem, 0, budget),
             Err(KallsymsError::NotFound { .. })
         ));
-        assert!(find_at(&mem, mem.max_address() + 4096).is_err());
+        assert!(find_at(&mem, mem.max_address() + 4096, budget).is_err());
+        // A spent budget refuses further hints.
+        assert!(find_at(&mem, k.token_table_paddr, &mut 0).is_err());
     }
 
     #[test]

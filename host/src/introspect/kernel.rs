@@ -290,8 +290,8 @@ impl std::fmt::Debug for Kernel {
 impl Kernel {
     /// Finds the kernel in `mem`: scans for kallsyms, then the page tables.
     /// When the source carries the kernel's VMCOREINFO, the kallsyms tables it names are
-    /// tried first (no scan); they are checked as found ones are, and a wrong hint costs
-    /// only the scan it was meant to save.
+    /// tried first (no scan); they are checked as found ones are, and a wrong hint costs a
+    /// bounded amount of work before the scan.
     pub fn locate(mem: Arc<dyn PhysicalMemory>) -> Result<Self, KernelError> {
         let ks = match kallsyms_from_vmcoreinfo(&mem) {
             Some(ks) => ks,
@@ -303,8 +303,10 @@ impl Kernel {
 
     /// Uses runtime (KASLR-applied) `symbols` to find the kernel page tables: the virtual
     /// address of `linux_banner` must translate to a physical copy of the banner.
-    /// Candidate roots: `init_top_pgt` at the banner's virtual-to-physical delta (not for
-    /// Xen PV, whose roots are machine addresses), then every recorded vCPU's CR3.
+    /// Candidate roots: `init_top_pgt` as a recorded vCPU's page tables translate it (no
+    /// scan), then `init_top_pgt` at the banner's virtual-to-physical delta (from a scan of
+    /// memory for banners; neither for Xen PV, whose roots are machine addresses), then
+    /// every recorded vCPU's CR3.
     pub fn with_symbols(
         mem: Arc<dyn PhysicalMemory>,
         symbols: SymbolTable,
@@ -376,6 +378,26 @@ impl Kernel {
             }
         }
         roots.extend(vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0));
+        // Xen PV: whatever page table a vCPU was on when the dump was taken, init_top_pgt
+        // is at the banner's virtual-to-pseudo-physical distance too, and the source's P2M
+        // gives its machine address (what PV page walks start from).
+        if let (FrameKind::XenPv, Some(pgt), Some(p2m)) =
+            (mem.frame_kind(), pgt, mem.phys_to_machine())
+        {
+            for &hit in hits.iter().filter(|&&h| h & 0xfff == banner & 0xfff) {
+                let root = banner
+                    .checked_sub(hit)
+                    .and_then(|d| pgt.checked_sub(d))
+                    .and_then(|pa| {
+                        p2m.p2m(pa >> 12)?
+                            .checked_mul(4096)?
+                            .checked_add(pa & 0xfff)
+                    });
+                if let Some(root) = root.filter(|r| !roots.contains(r)) {
+                    roots.push(root);
+                }
+            }
+        }
         for &mode in &modes {
             let translator = Arc::new(Translator::new(mem.clone(), mode));
             for &root in &roots {
@@ -1100,9 +1122,6 @@ impl Kernel {
     }
 }
 
-/// How much of the kernel half the page-table root maps: present entries of the table
-/// that covers it (PAE: the page directory behind the fourth PDPT entry; 32-bit: the
-/// directory's entries from 3 GiB; 4/5-level: the upper half of the top table).
 /// The value of `SYMBOL(name)=HEX` in VMCOREINFO text.
 fn vmcoreinfo_symbol(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -1114,32 +1133,54 @@ fn vmcoreinfo_symbol(text: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// Hint addresses tried at most (distinct vCPU roots and paging modes): a dump may record
+/// any number of vCPUs.
+const VMCOREINFO_MAX_HINTS: usize = 8;
+
 /// The kallsyms tables at VMCOREINFO's `kallsyms_token_table` (Linux 6.0+ lists it),
-/// translated through each recorded vCPU's page tables; None when there is no such hint
-/// or it leads nowhere consistent.
+/// translated through the recorded vCPUs' page tables; None when there is no such hint or
+/// it leads nowhere consistent. At most [`VMCOREINFO_MAX_HINTS`] distinct physical
+/// addresses are tried, on one read budget: a wrong hint costs a bounded amount before
+/// the scan it was meant to save.
 fn kallsyms_from_vmcoreinfo(mem: &Arc<dyn PhysicalMemory>) -> Option<Kallsyms> {
     let text = mem.vmcoreinfo()?;
     let va = vmcoreinfo_symbol(&text, "kallsyms_token_table")?;
+    let mut roots: Vec<(PagingMode, u64)> = Vec::new();
     for v in mem.vcpus().iter().filter(|v| v.cr3 != 0) {
-        let mut modes = vec![PagingMode::from_registers(v.cr4, v.efer, true)];
-        for m in [PagingMode::Long4, PagingMode::Long5, PagingMode::Pae] {
-            if !modes.contains(&m) {
-                modes.push(m);
+        let first = PagingMode::from_registers(v.cr4, v.efer, true);
+        for mode in [first, PagingMode::Long4, PagingMode::Long5, PagingMode::Pae] {
+            if !roots.contains(&(mode, v.cr3)) {
+                roots.push((mode, v.cr3));
             }
         }
-        for mode in modes {
-            let translator = Translator::new(mem.clone(), mode);
-            let Ok(t) = translator.translate_uncached(v.cr3, va) else {
-                continue;
-            };
-            if let Ok(ks) = kallsyms::find_at(mem.as_ref(), t.paddr) {
-                return Some(ks);
-            }
+        if roots.len() >= 4 * VMCOREINFO_MAX_HINTS {
+            break;
+        }
+    }
+    let mut tried: Vec<u64> = Vec::new();
+    let mut read_budget = limits::KALLSYMS_MAX_READ_BYTES;
+    for (mode, cr3) in roots {
+        let translator = Translator::uncached(mem.clone(), mode);
+        let Ok(t) = translator.translate_uncached(cr3, va) else {
+            continue;
+        };
+        if tried.contains(&t.paddr) {
+            continue;
+        }
+        if tried.len() >= VMCOREINFO_MAX_HINTS {
+            break;
+        }
+        tried.push(t.paddr);
+        if let Ok(ks) = kallsyms::find_at(mem.as_ref(), t.paddr, &mut read_budget) {
+            return Some(ks);
         }
     }
     None
 }
 
+/// How much of the kernel half the page-table root maps: present entries of the table
+/// that covers it (PAE: the page directory behind the fourth PDPT entry; 32-bit: the
+/// directory's entries from 3 GiB; 4/5-level: the upper half of the top table).
 fn kernel_half_entries(mem: &dyn PhysicalMemory, root: u64, mode: PagingMode) -> u32 {
     let count = |table: u64, from: usize, entries: usize, width: usize| -> u32 {
         let mut buf = vec![0u8; entries * width];

@@ -22,6 +22,9 @@ const FREE: Entry = Entry {
     ppage: 0,
 };
 
+/// Most slots a cache is made with (24 MiB of entries).
+pub const MAX_ENTRIES: usize = 1 << 20;
+
 /// A fixed-size direct-mapped translation cache.
 pub struct Tlb {
     entries: Box<[Entry]>,
@@ -31,9 +34,10 @@ pub struct Tlb {
 }
 
 impl Tlb {
-    /// A cache of `entries` slots, rounded up to a power of two (at least 1).
+    /// A cache of `entries` slots, rounded up to a power of two (at least 1, at most
+    /// [`MAX_ENTRIES`]).
     pub fn new(entries: usize) -> Self {
-        let n = entries.max(1).next_power_of_two();
+        let n = entries.clamp(1, MAX_ENTRIES).next_power_of_two();
         Tlb {
             entries: vec![FREE; n].into_boxed_slice(),
             mask: n - 1,
@@ -88,6 +92,7 @@ mod tests {
 
     #[test]
     fn caches_per_root_evicts_on_conflict_and_clears() {
+        assert_eq!(Tlb::new(usize::MAX).entries.len(), MAX_ENTRIES);
         let mut t = Tlb::new(5);
         assert_eq!(t.entries.len(), 8);
         assert_eq!(t.get(0x1000, 7), None);

@@ -38,6 +38,16 @@ impl Translator {
     /// [`PhysicalMemory::frame_kind`]) bring their own M2P; without one, PV walks fail with
     /// [`TranslateError::UnknownMachineFrame`] until [`Translator::with_m2p`] provides it.
     pub fn new(mem: Arc<dyn PhysicalMemory>, mode: PagingMode) -> Self {
+        Translator::new_with_tlb(mem, mode, DEFAULT_TLB_ENTRIES)
+    }
+
+    /// A translator for walks only ([`Translator::translate_uncached`]): its cache has one
+    /// entry, so making one for a probe costs no allocation to speak of.
+    pub fn uncached(mem: Arc<dyn PhysicalMemory>, mode: PagingMode) -> Self {
+        Translator::new_with_tlb(mem, mode, 1)
+    }
+
+    fn new_with_tlb(mem: Arc<dyn PhysicalMemory>, mode: PagingMode, entries: usize) -> Self {
         let m2p = match mem.frame_kind() {
             FrameKind::XenPv => mem.machine_to_phys(),
             FrameKind::Physical => None,
@@ -46,7 +56,7 @@ impl Translator {
             mem,
             mode,
             m2p,
-            tlb: Mutex::new(Tlb::new(DEFAULT_TLB_ENTRIES)),
+            tlb: Mutex::new(Tlb::new(entries)),
         }
     }
 

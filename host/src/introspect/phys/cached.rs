@@ -82,6 +82,12 @@ impl<M: PhysicalMemory> PhysicalMemory for PageCached<M> {
     fn vcpus(&self) -> Vec<VcpuState> {
         self.inner.vcpus()
     }
+    fn vmcoreinfo(&self) -> Option<Arc<str>> {
+        self.inner.vmcoreinfo()
+    }
+    fn phys_to_machine(&self) -> Option<Arc<dyn crate::introspect::m2p::PhysToMachine>> {
+        self.inner.phys_to_machine()
+    }
     fn flush(&self) {
         if let Ok(mut c) = self.pages.lock() {
             c.clear();

@@ -11,7 +11,7 @@
 use super::mapped::FileBytes;
 use super::segments::{Segment, SegmentMap};
 use super::{FrameKind, MemError, PhysicalMemory, Region, VcpuState};
-use crate::introspect::m2p::{MachineToPhys, P2mTable};
+use crate::introspect::m2p::{MachineToPhys, P2mTable, PhysToMachine};
 use crate::snapshot::notes::NT_VMARK_XEN_P2M;
 use object::elf::{FileHeader64, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -39,12 +39,15 @@ pub struct ElfCore {
     vcpus: Vec<VcpuState>,
     /// A Xen PV guest's frames, from a `vmark snapshot`'s `VMARK` note.
     p2m: Option<Arc<P2mTable>>,
-    /// The `VMCOREINFO` note's text (QEMU with `-device vmcoreinfo`, vmark snapshots).
-    vmcoreinfo: Option<String>,
+    /// The `VMCOREINFO` note's text (QEMU with `-device vmcoreinfo`, vmark snapshots), at
+    /// most [`vmark_proto::limits::SNAPSHOT_MAX_VMCOREINFO`] bytes of it.
+    vmcoreinfo: Option<Arc<str>>,
 }
 
 /// Most bytes of notes read.
 const MAX_NOTES: u64 = vmark_proto::limits::CORE_MAX_NOTES_BYTES;
+/// Most bytes of the VMCOREINFO note kept (the kernel's is one page).
+const MAX_VMCOREINFO: usize = vmark_proto::limits::SNAPSHOT_MAX_VMCOREINFO;
 
 fn fmt_err(path: &Path, what: impl std::fmt::Display) -> MemError {
     MemError::Format(format!("{}: {what}", path.display()))
@@ -88,8 +91,9 @@ impl ElfCore {
                                 b"QEMU" => vcpus.extend(parse_qemu_cpu_state(note.desc())),
                                 // The guest's text: kept as a hint, every use checks it.
                                 b"VMCOREINFO" => {
-                                    vmcoreinfo =
-                                        Some(String::from_utf8_lossy(note.desc()).into_owned())
+                                    let d = note.desc();
+                                    let d = &d[..d.len().min(MAX_VMCOREINFO)];
+                                    vmcoreinfo = Some(Arc::from(String::from_utf8_lossy(d)))
                                 }
                                 b"VMARK" if note.n_type(endian) == NT_VMARK_XEN_P2M => {
                                     p2m = Some(Arc::new(P2mTable::from_pairs(
@@ -174,7 +178,10 @@ impl PhysicalMemory for ElfCore {
     fn machine_to_phys(&self) -> Option<Arc<dyn MachineToPhys>> {
         self.p2m.clone().map(|p| p as Arc<dyn MachineToPhys>)
     }
-    fn vmcoreinfo(&self) -> Option<String> {
+    fn phys_to_machine(&self) -> Option<Arc<dyn PhysToMachine>> {
+        self.p2m.clone().map(|p| p as Arc<dyn PhysToMachine>)
+    }
+    fn vmcoreinfo(&self) -> Option<Arc<str>> {
         self.vmcoreinfo.clone()
     }
 }

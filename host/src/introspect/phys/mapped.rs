@@ -7,8 +7,9 @@
 //! registered with a process-wide SIGBUS handler: a fault inside a registered mapping
 //! replaces the faulting page with a zero page (the copy then completes harmlessly) and
 //! marks the mapping poisoned; the read that was under way, and every later one, returns
-//! [`MemError::Io`] "the file changed while mapped". Faults elsewhere go to the handler
-//! that was installed before (or the default action), as if vmark had none.
+//! [`MemError::Io`] "the file changed while mapped". Faults elsewhere, and a SIGBUS sent by
+//! a process, go to the disposition from before vmark's (restored: later mappings are then
+//! read with `pread`), as if vmark had none.
 //!
 //! When a file cannot be mapped (a device, a pipe, no registry slot left), reads fall back
 //! to `pread`, which reports a short file as an error by itself.
@@ -38,9 +39,12 @@ const FREE_SLOT: GuardSlot = GuardSlot {
 
 static SLOTS: [GuardSlot; GUARD_SLOTS] = [FREE_SLOT; GUARD_SLOTS];
 static INSTALL: Once = Once::new();
+/// Whether vmark's handler is the SIGBUS disposition (new mappings register only then).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// The page size, read once at install (sysconf is not async-signal-safe).
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
 /// The SIGBUS disposition before vmark's, as written by `sigaction` (set once, before the
-/// handler can run, and only read afterwards).
+/// handler is installed, and only read afterwards).
 static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
 
 fn page_size() -> usize {
@@ -49,73 +53,87 @@ fn page_size() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
-extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; si_addr is the
-    // faulting address for SIGBUS.
-    let addr = unsafe { (*info).si_addr() } as usize;
+/// Puts a zero page over the faulting page of a registered mapping and poisons it; false
+/// when `addr` is in none (or the zero page could not be mapped).
+fn absorb(addr: usize) -> bool {
     for slot in &SLOTS {
-        let start = slot.start.load(Ordering::Acquire);
-        let len = slot.len.load(Ordering::Acquire);
+        let start = slot.start.load(Ordering::SeqCst);
+        let len = slot.len.load(Ordering::SeqCst);
         if start == 0 || addr < start || addr - start >= len {
             continue;
         }
-        let page = addr & !(page_size() - 1);
+        // Poisoned before the zero page exists: no reader can copy its zeros and then
+        // find the mapping clean.
+        slot.poisoned.store(true, Ordering::SeqCst);
+        let page = PAGE.load(Ordering::Relaxed);
         // SAFETY: the page lies inside a mapping this process owns and only reads (it is
         // registered until unmapped); replacing it with an anonymous zero page changes what
-        // the interrupted copy reads, and the read reports the poisoning. mmap is a plain
-        // system call, safe to make in a signal handler.
+        // the interrupted copy reads, and every read checks the poisoning after copying.
+        // mmap is a plain system call, safe to make in a signal handler.
         let zero = unsafe {
             libc::mmap(
-                page as *mut libc::c_void,
-                page_size(),
+                (addr & !(page - 1)) as *mut libc::c_void,
+                page,
                 libc::PROT_READ,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
                 -1,
                 0,
             )
         };
-        if zero != libc::MAP_FAILED {
-            slot.poisoned.store(true, Ordering::Release);
-            return;
-        }
-        break;
+        return zero != libc::MAP_FAILED;
     }
-    // Not ours (or the zero page failed): behave as if vmark had no handler.
-    // SAFETY: PREVIOUS was written by sigaction before this handler was installed.
-    let previous = unsafe { (*std::ptr::addr_of!(PREVIOUS)).assume_init_ref() };
-    let handler = previous.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // SAFETY: restoring the default action and returning re-executes the faulting
-        // access, which then terminates the process with SIGBUS as it would have.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so it takes these.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else {
-        // SAFETY: a plain handler takes the signal number only.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
+    false
+}
+
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: errno is this thread's; saved and restored so the interrupted code does not
+    // see what the handler's system calls left in it.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler. si_addr is the
+    // faulting address only for faults the kernel raised (si_code > 0); a SIGBUS sent by a
+    // process (kill, si_code <= 0) names no address.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    if code > 0 && absorb(addr) {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+        return;
+    }
+    // Not ours: the disposition from before vmark handles it, as if vmark had none. A fault
+    // is re-executed on return and meets it; a sent signal is raised again for it.
+    INSTALLED.store(false, Ordering::SeqCst);
+    // SAFETY: PREVIOUS was written by sigaction before this handler was installed;
+    // sigaction and raise are async-signal-safe.
+    unsafe {
+        let previous = (*std::ptr::addr_of!(PREVIOUS)).as_ptr();
+        libc::sigaction(sig, previous, std::ptr::null_mut());
+        if code <= 0 {
+            libc::raise(sig);
+        }
+        *libc::__errno_location() = errno;
     }
 }
 
 fn install_handler() -> bool {
     INSTALL.call_once(|| {
-        // SAFETY: an all-zero sigaction is a valid value to fill in; the handler has the
-        // SA_SIGINFO signature; PREVIOUS is written here, once, before the handler exists.
+        PAGE.store(page_size(), Ordering::Relaxed);
+        // SAFETY: PREVIOUS is written here, once, by sigaction reading the current
+        // disposition, before the handler that reads it is installed; an all-zero sigaction
+        // is a valid value to fill in; the handler has the SA_SIGINFO signature.
         unsafe {
+            let previous = (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr();
+            if libc::sigaction(libc::SIGBUS, std::ptr::null(), previous) != 0 {
+                return;
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_sigbus as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut action.sa_mask);
-            let previous = (*std::ptr::addr_of_mut!(PREVIOUS)).as_mut_ptr();
-            if libc::sigaction(libc::SIGBUS, &action, previous) == 0 {
-                INSTALLED.store(true, Ordering::Release);
+            if libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) == 0 {
+                INSTALLED.store(true, Ordering::SeqCst);
             }
         }
     });
-    INSTALLED.load(Ordering::Acquire)
+    INSTALLED.load(Ordering::SeqCst)
 }
 
 /// A registration of one mapping with the SIGBUS handler; released on drop.
@@ -132,21 +150,24 @@ impl Guard {
                 .is_ok()
         })?;
         // Claimed with a placeholder start no address can fall into with len 0; now set.
-        slot.poisoned.store(false, Ordering::Release);
-        slot.len.store(len, Ordering::Release);
-        slot.start.store(start, Ordering::Release);
+        slot.poisoned.store(false, Ordering::SeqCst);
+        slot.len.store(len, Ordering::SeqCst);
+        slot.start.store(start, Ordering::SeqCst);
         Some(Guard(slot))
     }
 
+    /// Whether a fault hit the mapping: called after each copy or lend, with a fence so
+    /// that the check cannot be moved before the reads it vouches for.
     fn poisoned(&self) -> bool {
-        self.0.poisoned.load(Ordering::Acquire)
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.0.poisoned.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.len.store(0, Ordering::Release);
-        self.0.start.store(0, Ordering::Release);
+        self.0.len.store(0, Ordering::SeqCst);
+        self.0.start.store(0, Ordering::SeqCst);
     }
 }
 
@@ -204,11 +225,13 @@ impl FileBytes {
         if !regular {
             return None;
         }
-        // SAFETY: a read-only shared mapping; the bytes may change or vanish under it, which
-        // is why every access goes through `read_at`/`with_bytes`, copying or scanning
-        // under the SIGBUS guard and never handing out a reference that outlives the check.
+        // SAFETY: a read-only shared mapping of a dump file, which vmark's callers map only
+        // for formats written once (ELF cores, xl dump-core files: see `FileBytes::new`'s
+        // users); a file that shrinks under it is what the SIGBUS guard turns into errors,
+        // and every access goes through `read_at`/`with_bytes`, never handing out a
+        // reference that outlives the poisoning check. A dump rewritten in place while
+        // vmark reads it is outside this (the README says so).
         let map = unsafe { memmap2::MmapOptions::new().len(len_usize).map(file) }.ok()?;
-        let _ = map.advise(memmap2::Advice::Random);
         let guard = Guard::register(map.as_ptr() as usize, map.len())?;
         Some(Watched { guard, map })
     }

@@ -22,7 +22,7 @@ pub mod raw;
 pub mod segments;
 pub mod xencore;
 
-use super::m2p::MachineToPhys;
+use super::m2p::{MachineToPhys, PhysToMachine};
 use crate::frames::{FrameMapper, MapError, Mapping, MAX_FRAMES_PER_MAPPING};
 use std::sync::Arc;
 
@@ -135,6 +135,12 @@ pub trait PhysicalMemory: Send + Sync {
         None
     }
 
+    /// The physical-to-machine map of Xen PV sources that carry one (the other direction
+    /// of [`Self::machine_to_phys`]).
+    fn phys_to_machine(&self) -> Option<Arc<dyn PhysToMachine>> {
+        None
+    }
+
     /// vCPU registers recorded by the source (dumps); empty for live sources.
     fn vcpus(&self) -> Vec<VcpuState> {
         Vec::new()
@@ -142,7 +148,7 @@ pub trait PhysicalMemory: Send + Sync {
 
     /// The kernel's `VMCOREINFO` text when the source carries it (an ELF note). Guest
     /// data: a hint where to look, never trusted for what is found there.
-    fn vmcoreinfo(&self) -> Option<String> {
+    fn vmcoreinfo(&self) -> Option<Arc<str>> {
         None
     }
 
@@ -196,7 +202,10 @@ impl<T: PhysicalMemory + ?Sized> PhysicalMemory for Arc<T> {
     fn vcpus(&self) -> Vec<VcpuState> {
         (**self).vcpus()
     }
-    fn vmcoreinfo(&self) -> Option<String> {
+    fn phys_to_machine(&self) -> Option<Arc<dyn PhysToMachine>> {
+        (**self).phys_to_machine()
+    }
+    fn vmcoreinfo(&self) -> Option<Arc<str>> {
         (**self).vmcoreinfo()
     }
     fn flush(&self) {

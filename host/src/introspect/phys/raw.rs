@@ -5,9 +5,10 @@ use super::{checked_end, MemError, PhysicalMemory};
 use std::fs::File;
 use std::path::Path;
 
-/// A flat physical memory image, mapped when it is a regular file (a file that shrinks
-/// under the mapping gives errors, not SIGBUS: see [`super::mapped`]), else read with
-/// `pread` (a device).
+/// A flat physical memory image read with `pread`, not mapped: a raw file may be a running
+/// guest's RAM (a QEMU memory backend given as `--format raw`) or a device, which change
+/// under the reader; the kernel's copy is the only read of such bytes that is not a data
+/// race.
 #[derive(Debug)]
 pub struct RawImage {
     file: FileBytes,
@@ -29,7 +30,7 @@ impl RawImage {
     /// Wraps an open file whose first `len` bytes are physical memory from address 0.
     pub fn from_file(file: File, len: u64) -> Self {
         RawImage {
-            file: FileBytes::new(file, len),
+            file: FileBytes::unmapped(file, len),
             len,
         }
     }

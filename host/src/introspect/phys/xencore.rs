@@ -14,7 +14,7 @@
 use super::mapped::FileBytes;
 use super::segments::{Segment, SegmentMap};
 use super::{FrameKind, MemError, PhysicalMemory, Region, VcpuState, PAGE_SIZE};
-use crate::introspect::m2p::{MachineToPhys, P2mTable};
+use crate::introspect::m2p::{MachineToPhys, P2mTable, PhysToMachine};
 use object::elf::FileHeader64;
 use object::read::elf::{FileHeader, SectionHeader};
 use object::read::ReadCache;
@@ -207,6 +207,9 @@ impl PhysicalMemory for XenCore {
     }
     fn machine_to_phys(&self) -> Option<Arc<dyn MachineToPhys>> {
         self.p2m.clone().map(|p| p as Arc<dyn MachineToPhys>)
+    }
+    fn phys_to_machine(&self) -> Option<Arc<dyn PhysToMachine>> {
+        self.p2m.clone().map(|p| p as Arc<dyn PhysToMachine>)
     }
     fn vcpus(&self) -> Vec<VcpuState> {
         self.vcpus.clone()
