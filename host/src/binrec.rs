@@ -19,8 +19,8 @@
 //! checksum; a reader stops at the first frame that is torn or fails its checksum and says
 //! so, and a writer reopening the file cuts such a tail off and numbers its marks after
 //! those already there. Frames are buffered (at most [`BUFFER_BYTES`]) and written by
-//! [`BinaryRecorder::flush`], which the watch calls after each round: a crash loses at most
-//! the round in progress. A recording is a file anyone may hand vmark: every frame is
+//! [`BinaryRecorder::flush`], which the watch calls after each round (an event is written
+//! at once): a crash loses at most the round in progress. A recording is a file anyone may hand vmark: every frame is
 //! bounded ([`MAX_FRAME`]), every manifest decoded with the bounds of a guest's.
 
 use crate::decode::Plan;
@@ -42,6 +42,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// Frames held before they are written.
 pub const BUFFER_BYTES: usize = 256 << 10;
 const SAMPLE_FIXED: usize = 4 + 8 + 1 + 8 + 8 + 1 + 4 + 4 + 8 + 8;
+
+/// Manifest bytes a reader decodes at most, in all mark frames (each compiled to a plan).
+const MAX_MANIFEST_BYTES: usize = 64 << 20;
+/// Longest `module/mark` name a mark frame may give its samples.
+const MAX_KEY: usize = 1024;
 
 const KIND_MARK: u8 = 1;
 const KIND_SAMPLE: u8 = 2;
@@ -107,8 +112,10 @@ pub struct BinaryRecorder {
     next_id: u32,
     stopped: Option<RecordingStopped>,
     not_recorded: u64,
-    /// Sample frames written.
+    /// Sample frames recorded (written or buffered).
     pub samples: u64,
+    /// Of those, the ones still in the buffer.
+    buffered_samples: u64,
 }
 
 impl BinaryRecorder {
@@ -147,6 +154,7 @@ impl BinaryRecorder {
             stopped: None,
             not_recorded: 0,
             samples: 0,
+            buffered_samples: 0,
         })
     }
 
@@ -189,9 +197,11 @@ impl BinaryRecorder {
             Some(&id) => id,
             None => {
                 let id = self.next_id;
-                let wire = match vmark_proto::codec::encode(manifest) {
-                    Ok(w) => w,
-                    Err(e) => return self.fail(std::io::Error::other(e.to_string())),
+                // A manifest or sample vmark cannot frame is one sample not recorded; the
+                // recording goes on.
+                let Ok(wire) = vmark_proto::codec::encode(manifest) else {
+                    self.not_recorded += 1;
+                    return Appended::Off;
                 };
                 let m = MarkFrame {
                     id,
@@ -200,8 +210,11 @@ impl BinaryRecorder {
                     manifest: wire,
                 };
                 let payload = match postcard::to_allocvec(&m) {
-                    Ok(p) if p.len() <= MAX_FRAME => p,
-                    _ => return self.fail(std::io::Error::other("manifest too large to record")),
+                    Ok(p) if p.len() <= MAX_FRAME && key.len() <= MAX_KEY => p,
+                    _ => {
+                        self.not_recorded += 1;
+                        return Appended::Off;
+                    }
                 };
                 if let Some(stop) = self.push(KIND_MARK, &payload) {
                     return stop;
@@ -212,7 +225,8 @@ impl BinaryRecorder {
             }
         };
         if bytes.len() > MAX_FRAME - SAMPLE_FIXED {
-            return self.fail(std::io::Error::other("sample too large to record"));
+            self.not_recorded += 1;
+            return Appended::Off;
         }
         let mut payload = Vec::with_capacity(SAMPLE_FIXED + bytes.len());
         encode_sample(id, meta, bytes, &mut payload);
@@ -220,6 +234,7 @@ impl BinaryRecorder {
             Some(stop) => stop,
             None => {
                 self.samples += 1;
+                self.buffered_samples += 1;
                 Appended::Written
             }
         }
@@ -232,7 +247,12 @@ impl BinaryRecorder {
             return Appended::Off;
         }
         let payload = &line.as_bytes()[..line.len().min(MAX_FRAME)];
-        self.push(KIND_EVENT, payload).unwrap_or(Appended::Written)
+        // Events are rare and may come between rounds (a snapshot, the helper gone): each
+        // is written at once, with whatever the round left buffered.
+        match self.push(KIND_EVENT, payload) {
+            Some(stop) => stop,
+            None => self.flush(),
+        }
     }
 
     /// Buffers one frame (writing the buffer first when it would overflow); `Some` when
@@ -246,10 +266,16 @@ impl BinaryRecorder {
                 "",
                 &format!("the recording reached its limit of {} bytes", self.cap),
             );
-            frame(KIND_EVENT, closing.as_bytes(), &mut self.buf);
+            // The closing line only when it fits under the cap (a file reopened near it).
+            if self.bytes() + (FRAME_HEADER + closing.len()) as u64 <= self.cap {
+                frame(KIND_EVENT, closing.as_bytes(), &mut self.buf);
+            }
             let _ = self.flush();
-            self.stopped = Some(RecordingStopped::Full { cap: self.cap });
-            self.not_recorded += 1;
+            // A failed flush has said why it stopped; otherwise it is full.
+            if self.stopped.is_none() {
+                self.stopped = Some(RecordingStopped::Full { cap: self.cap });
+                self.not_recorded += 1;
+            }
             return Some(Appended::Stopped);
         }
         if self.buf.len() + len as usize > BUFFER_BYTES {
@@ -262,6 +288,10 @@ impl BinaryRecorder {
     }
 
     fn fail(&mut self, error: std::io::Error) -> Appended {
+        // The buffered samples are lost with the buffer: not recorded after all.
+        self.samples = self.samples.saturating_sub(self.buffered_samples);
+        self.not_recorded += self.buffered_samples;
+        self.buffered_samples = 0;
         self.buf.clear();
         let truncate_error = self.file.set_len(self.committed).err();
         self.stopped = Some(RecordingStopped::Failed {
@@ -280,6 +310,7 @@ impl BinaryRecorder {
         self.file.write_all(&self.buf)?;
         self.committed += self.buf.len() as u64;
         self.buf.clear();
+        self.buffered_samples = 0;
         Ok(())
     }
 
@@ -324,6 +355,12 @@ impl Recording {
     /// Opens `path` in `format`, capped at `cap` bytes.
     pub fn open(path: &Path, cap: u64, format: RecordFormat) -> std::io::Result<Recording> {
         Ok(match format {
+            RecordFormat::Lines if is_binary(path) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is a binary recording: record to it with --record-format binary",
+                    path.display()
+                )))
+            }
             RecordFormat::Lines => {
                 Recording::Lines(crate::sample::Recorder::open_capped(path, cap)?)
             }
@@ -479,47 +516,71 @@ enum Frame {
     Event(Vec<u8>),
 }
 
+/// Why reading frames stopped early.
+#[derive(Debug)]
+enum FrameError {
+    /// The file ends inside a frame (a crash while writing it): the frames before are
+    /// whole, and an appending writer may cut this tail off.
+    Torn,
+    /// A frame that is whole but wrong (a bad checksum, an unknown kind, an impossible
+    /// length): the file was damaged, not cut short; nothing after it is trusted.
+    Corrupt(String),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Torn => write!(f, "a torn frame (the file ends inside it)"),
+            FrameError::Corrupt(why) => write!(f, "{why}"),
+            FrameError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Reads frames in order from after the header; stops at the end or at the first torn or
-/// corrupt frame (`Err` with the offset and why).
+/// corrupt frame (`Err` with its offset and why; `at` stays at that frame's start).
 struct Frames<R> {
     r: R,
     at: u64,
 }
 
 impl<R: Read> Frames<R> {
-    fn next_frame(&mut self) -> Option<Result<Frame, (u64, String)>> {
+    fn next_frame(&mut self) -> Option<Result<Frame, (u64, FrameError)>> {
+        let start = self.at;
         let mut h = [0u8; FRAME_HEADER];
         match read_full(&mut self.r, &mut h) {
             Ok(0) => return None,
-            Ok(n) if n < FRAME_HEADER => return Some(Err((self.at, "a torn frame header".into()))),
+            Ok(n) if n < FRAME_HEADER => return Some(Err((start, FrameError::Torn))),
             Ok(_) => {}
-            Err(e) => return Some(Err((self.at, e.to_string()))),
+            Err(e) => return Some(Err((start, FrameError::Io(e)))),
+        }
+        let corrupt = |why: String| Some(Err((start, FrameError::Corrupt(why))));
+        if !matches!(h[0], KIND_MARK | KIND_SAMPLE | KIND_EVENT) {
+            // Zeros (a crash's preallocated tail) are caught here too: kind 0 is none.
+            return corrupt(format!("a frame of unknown kind {}", h[0]));
         }
         let len = u32::from_le_bytes(h[1..5].try_into().expect("4")) as usize;
         let crc = u32::from_le_bytes(h[5..9].try_into().expect("4"));
         if len > MAX_FRAME {
-            return Some(Err((
-                self.at,
-                format!("a frame of {len} bytes (most: {MAX_FRAME})"),
-            )));
+            return corrupt(format!("a frame of {len} bytes (most: {MAX_FRAME})"));
         }
         let mut payload = vec![0u8; len];
         match read_full(&mut self.r, &mut payload) {
             Ok(n) if n == len => {}
-            Ok(_) => return Some(Err((self.at, "a torn frame".into()))),
-            Err(e) => return Some(Err((self.at, e.to_string()))),
+            Ok(_) => return Some(Err((start, FrameError::Torn))),
+            Err(e) => return Some(Err((start, FrameError::Io(e)))),
         }
         if crc32fast::hash(&payload) != crc {
-            return Some(Err((self.at, "a frame whose checksum fails".into())));
+            return corrupt("a frame whose checksum fails".into());
         }
-        let start = self.at;
         self.at += (FRAME_HEADER + len) as u64;
-        Some(match h[0] {
-            KIND_MARK => Ok(Frame::Mark(payload)),
-            KIND_SAMPLE => Ok(Frame::Sample(payload)),
-            KIND_EVENT => Ok(Frame::Event(payload)),
-            k => Err((start, format!("a frame of unknown kind {k}"))),
-        })
+        Some(Ok(match h[0] {
+            KIND_MARK => Frame::Mark(payload),
+            KIND_SAMPLE => Frame::Sample(payload),
+            _ => Frame::Event(payload),
+        }))
     }
 }
 
@@ -580,28 +641,64 @@ struct Existing {
 }
 
 fn scan_existing(file: &mut std::fs::File, path: &Path) -> Result<Existing, BinrecError> {
-    file.seek(SeekFrom::Start(0))
-        .map_err(|source| BinrecError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let io = |source| BinrecError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
     check_header(file, path)?;
     let mut frames = Frames {
         r: std::io::BufReader::new(&mut *file),
         at: HEADER_LEN,
     };
     let mut next_id = 0u32;
-    while let Some(Ok(f)) = frames.next_frame() {
-        if let Frame::Mark(p) = f {
-            if let Ok(m) = postcard::from_bytes::<MarkFrame>(&p) {
-                next_id = next_id.max(m.id.saturating_add(1));
+    loop {
+        match frames.next_frame() {
+            None | Some(Err((_, FrameError::Torn))) => break,
+            Some(Err((_, FrameError::Io(e)))) => return Err(io(e)),
+            Some(Err((at, FrameError::Corrupt(_)))) if zeros_from(frames.r.get_mut(), at) => {
+                // Only zeros from there (a crash's preallocated tail): cut off like a torn
+                // frame.
+                break;
             }
+            Some(Err((at, FrameError::Corrupt(why)))) => {
+                return Err(BinrecError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "damaged at byte {at} ({why}): vmark does not append to it \
+                         (vmark convert reads the frames before)"
+                    ),
+                })
+            }
+            Some(Ok(Frame::Mark(p))) => {
+                if let Ok(m) = postcard::from_bytes::<MarkFrame>(&p) {
+                    next_id = next_id.max(m.id.saturating_add(1));
+                }
+            }
+            Some(Ok(_)) => {}
         }
     }
     Ok(Existing {
         whole: frames.at,
         next_id,
     })
+}
+
+/// Whether everything in `file` from `at` is zero bytes (read in pieces; false on error).
+fn zeros_from(file: &mut std::fs::File, at: u64) -> bool {
+    if file.seek(SeekFrom::Start(at)).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) if buf[..n].iter().all(|&b| b == 0) => {}
+            Ok(_) => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// A recorded mark, ready to decode its samples.
@@ -616,6 +713,14 @@ fn recorded_mark(payload: &[u8]) -> Result<(u32, RecordedMark), String> {
     let mark = manifest
         .mark(&m.mark)
         .ok_or_else(|| format!("its manifest has no mark {:?}", m.mark))?;
+    // Every sample line carries this name: a frame cannot make each carry megabytes.
+    if m.key.len() > MAX_KEY {
+        return Err(format!(
+            "mark frame {} has a name of {} bytes",
+            m.id,
+            m.key.len()
+        ));
+    }
     let plan = Plan::compile(&manifest.types, mark.ty).map_err(|e| e.to_string())?;
     Ok((m.id, RecordedMark { key: m.key, plan }))
 }
@@ -642,6 +747,7 @@ pub fn for_each_line(
 ) -> Result<Converted, BinrecError> {
     let mut frames = open_frames(path)?;
     let mut marks: HashMap<u32, RecordedMark> = HashMap::new();
+    let mut manifest_bytes = 0usize;
     let mut out = Converted::default();
     let mut json = Vec::new();
     let io = |source| BinrecError::Io {
@@ -654,13 +760,22 @@ pub fn for_each_line(
                 out.stopped = Some(format!("at byte {at}: {why}"));
                 break;
             }
-            Ok(Frame::Mark(p)) => match recorded_mark(&p) {
-                // Bounded: a mark frame per distinct id, each within MAX_FRAME.
-                Ok((id, m)) if marks.len() < vmark_proto::limits::BINREC_MAX_MARKS => {
-                    marks.insert(id, m);
+            // Past the cap of marks or of manifest bytes: skipped unread.
+            Ok(Frame::Mark(p))
+                if marks.len() >= vmark_proto::limits::BINREC_MAX_MARKS
+                    || manifest_bytes.saturating_add(p.len()) > MAX_MANIFEST_BYTES =>
+            {
+                out.skipped += 1;
+            }
+            Ok(Frame::Mark(p)) => {
+                manifest_bytes += p.len();
+                match recorded_mark(&p) {
+                    Ok((id, m)) => {
+                        marks.insert(id, m);
+                    }
+                    Err(_) => out.skipped += 1,
                 }
-                _ => out.skipped += 1,
-            },
+            }
             Ok(Frame::Sample(p)) => {
                 let Some((id, mut meta, bytes)) = decode_sample(&p) else {
                     out.skipped += 1;
@@ -847,14 +962,7 @@ mod tests {
         let (out, c) = lines(&path);
         assert_eq!(out.len(), 2);
         assert!(c.stopped.as_deref().unwrap().contains("torn"), "{c:?}");
-        // A flipped byte in the last whole frame fails its checksum.
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[whole as usize - 1] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let (out, c) = lines(&path);
-        assert_eq!(out.len(), 1);
-        assert!(c.stopped.as_deref().unwrap().contains("checksum"), "{c:?}");
-        // Reopening cuts back to the last whole frame, and the next sample is readable.
+        // Reopening cuts the torn frame off, and the next sample is readable.
         {
             let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
             r.sample(
@@ -866,8 +974,68 @@ mod tests {
             );
         }
         let (out, c) = lines(&path);
-        assert_eq!((out.len(), c.stopped), (2, None));
-        assert!(out[1].ends_with("\"value\":9}"), "{}", out[1]);
+        assert_eq!((out.len(), c.stopped), (3, None));
+        assert!(out[2].ends_with("\"value\":9}"), "{}", out[2]);
+        // A flipped byte in the second sample frame fails its checksum: reading stops there.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[whole as usize - 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (out, c) = lines(&path);
+        assert_eq!(out.len(), 1);
+        assert!(c.stopped.as_deref().unwrap().contains("checksum"), "{c:?}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_cut_a_damaged_middle_is_never_appended_to() {
+        let path = temp("zeros");
+        let m = manifest();
+        {
+            let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
+            r.sample(
+                "demo/counter",
+                "counter",
+                &m,
+                &meta(1, None),
+                &1u32.to_le_bytes(),
+            );
+        }
+        let whole = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(&[0u8; 4096]).unwrap();
+        drop(f);
+        {
+            let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
+            r.sample(
+                "demo/counter",
+                "counter",
+                &m,
+                &meta(2, None),
+                &2u32.to_le_bytes(),
+            );
+        }
+        let (out, c) = lines(&path);
+        assert_eq!((out.len(), c.stopped), (2, None), "{out:?}");
+        // A bad byte in the first sample frame, with a good frame after it: refused.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[whole as usize - 2] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let e = BinaryRecorder::open_capped(&path, 1 << 20)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            before,
+            "left as it was"
+        );
+        // Nor may a JSON-lines recording be appended to it.
+        assert!(Recording::open(&path, 1 << 20, RecordFormat::Lines).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
         std::fs::remove_file(&path).unwrap();
     }
 

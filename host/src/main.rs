@@ -118,7 +118,7 @@ enum Command {
         /// `[LABEL=]EXPR[:UNIT]` with C operators, e.g. `srtt_ms=(srtt_us>>3)/1000:ms`.
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
-        /// Append every sample to this recording (JSON lines).
+        /// Append every sample to this recording (JSON lines, or binary: --record-format).
         #[arg(long)]
         record: Option<std::path::PathBuf>,
         /// Form of the recording: `json` lines, or `binary` (the manifest once, then each
@@ -456,7 +456,14 @@ fn run(command: Command) -> Result<(), Failed> {
         Command::Convert { recording, output } => {
             let done = match output {
                 Some(path) => {
-                    let file = std::fs::File::create(&path)
+                    let same = std::fs::canonicalize(&path)
+                        .ok()
+                        .is_some_and(|p| std::fs::canonicalize(&recording).ok() == Some(p));
+                    if same {
+                        return Err("the output is the recording itself: give another file".into());
+                    }
+                    // Guest data: owner-only, never through a symlink.
+                    let file = vmark_host::private_file::create(&path)
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                     let mut w = std::io::BufWriter::new(file);
                     let done = vmark_host::binrec::convert(&recording, &mut w)?;

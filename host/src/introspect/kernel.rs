@@ -305,8 +305,8 @@ impl Kernel {
     /// address of `linux_banner` must translate to a physical copy of the banner.
     /// Candidate roots: `init_top_pgt` as a recorded vCPU's page tables translate it (no
     /// scan), then `init_top_pgt` at the banner's virtual-to-physical delta (from a scan of
-    /// memory for banners; neither for Xen PV, whose roots are machine addresses), then
-    /// every recorded vCPU's CR3.
+    /// memory for banners), then every recorded vCPU's CR3. Xen PV roots are machine
+    /// addresses: the vCPUs' first, then `init_top_pgt`'s through the source's P2M.
     pub fn with_symbols(
         mem: Arc<dyn PhysicalMemory>,
         symbols: SymbolTable,

@@ -93,7 +93,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     // faulting address only for faults the kernel raised (si_code > 0); a SIGBUS sent by a
     // process (kill, si_code <= 0) names no address.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
-    if code > 0 && absorb(addr) {
+    // A file cut short under a mapping faults with BUS_ADRERR (2) or BUS_OBJERR (3).
+    if (code == 2 || code == 3) && absorb(addr) {
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
         return;
@@ -106,7 +107,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
     unsafe {
         let previous = (*std::ptr::addr_of!(PREVIOUS)).as_ptr();
         libc::sigaction(sig, previous, std::ptr::null_mut());
-        if code <= 0 {
+        // Synchronous faults fault again on return; a sent signal or an asynchronous
+        // machine-check report (BUS_MCEERR_AO, 5) would not, so it is raised again.
+        if code <= 0 || code == 5 {
             libc::raise(sig);
         }
         *libc::__errno_location() = errno;
@@ -265,7 +268,9 @@ impl FileBytes {
             });
         }
         match &self.mapped {
-            Some(w) => {
+            // Only while vmark's handler is in place (a foreign SIGBUS puts the previous one
+            // back: then `pread`, which cannot fault).
+            Some(w) if INSTALLED.load(Ordering::Relaxed) => {
                 // In bounds: end <= len == the mapping's length.
                 buf.copy_from_slice(&w.map[off as usize..end as usize]);
                 if w.guard.poisoned() {
@@ -273,7 +278,7 @@ impl FileBytes {
                 }
                 Ok(())
             }
-            None => self.file.read_exact_at(buf, off).map_err(|e| MemError::Io {
+            _ => self.file.read_exact_at(buf, off).map_err(|e| MemError::Io {
                 addr,
                 reason: e.to_string(),
             }),
@@ -294,14 +299,14 @@ impl FileBytes {
             return Err(MemError::NotPresent(addr));
         }
         match &self.mapped {
-            Some(w) => {
+            Some(w) if INSTALLED.load(Ordering::Relaxed) => {
                 let r = f(&w.map[off as usize..end as usize]);
                 if w.guard.poisoned() {
                     return Err(changed(addr));
                 }
                 Ok(r)
             }
-            None => {
+            _ => {
                 let mut buf = vec![0u8; len];
                 self.read_at(off, &mut buf, addr)?;
                 Ok(f(&buf))
