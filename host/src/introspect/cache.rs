@@ -1,11 +1,11 @@
 //! A fixed-capacity cache with clock (second-chance) eviction.
 //!
-//! Used for copies of guest frames (the translation cache is [`super::tlb::Tlb`]).
+//! Used for translated pages and for copies of guest frames.
 //! Capacity is fixed at construction: inserting never grows it past that, whatever the
 //! guest does, and every operation is O(1) amortised (the clock hand sweeps at most twice
 //! around the ring).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::hash::Hash;
 
 struct Slot<K, V> {

@@ -26,7 +26,6 @@ pub mod m2p;
 pub mod paging;
 pub mod phys;
 pub mod symbols;
-pub mod tlb;
 pub mod vmem;
 
 #[cfg(test)]

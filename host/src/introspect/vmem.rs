@@ -1,10 +1,10 @@
 //! Virtual memory: page-table walks with a bounded translation cache, and reads by
 //! virtual address that cross page boundaries.
 
+use super::cache::ClockCache;
 use super::m2p::MachineToPhys;
 use super::paging::{walk, FrameMap, PagingMode, TranslateError, Translation};
 use super::phys::{checked_end, FrameKind, MemError, PhysicalMemory, Region, PAGE_SIZE};
-use super::tlb::Tlb;
 use std::sync::{Arc, Mutex};
 
 /// Default number of cached translations.
@@ -15,13 +15,13 @@ pub const DEFAULT_TLB_ENTRIES: usize = 8192;
 pub const MAX_CSTRING: usize = vmark_proto::limits::VMEM_MAX_CSTRING;
 
 /// Translates and reads virtual addresses of any address space (page-table root) of one
-/// guest. Translations are cached per (root, virtual page) in a fixed-size [`Tlb`];
+/// guest. Translations are cached per (root, virtual page) in a fixed-size clock cache;
 /// call [`Translator::flush`] when the guest may have changed its page tables.
 pub struct Translator {
     mem: Arc<dyn PhysicalMemory>,
     mode: PagingMode,
     m2p: Option<Arc<dyn MachineToPhys>>,
-    tlb: Mutex<Tlb>,
+    tlb: Mutex<ClockCache<(u64, u64), u64>>,
 }
 
 impl std::fmt::Debug for Translator {
@@ -56,7 +56,7 @@ impl Translator {
             mem,
             mode,
             m2p,
-            tlb: Mutex::new(Tlb::new(entries)),
+            tlb: Mutex::new(ClockCache::new(entries)),
         }
     }
 
@@ -66,11 +66,10 @@ impl Translator {
         self
     }
 
-    /// Sets the translation cache's capacity, rounded up to a power of two (drops its
-    /// contents).
+    /// Sets the translation cache's capacity (drops its contents).
     pub fn with_tlb_entries(self, entries: usize) -> Self {
         Translator {
-            tlb: Mutex::new(Tlb::new(entries)),
+            tlb: Mutex::new(ClockCache::new(entries)),
             ..self
         }
     }
@@ -102,7 +101,7 @@ impl Translator {
     pub fn translate(&self, root: u64, vaddr: u64) -> Result<u64, TranslateError> {
         let vpage = vaddr / PAGE_SIZE;
         if let Ok(mut tlb) = self.tlb.lock() {
-            if let Some(page) = tlb.get(root, vpage) {
+            if let Some(&page) = tlb.get(&(root, vpage)) {
                 // page is 4 KiB aligned (made so on insert): the sum cannot overflow.
                 return Ok(page | (vaddr % PAGE_SIZE));
             }
@@ -110,7 +109,7 @@ impl Translator {
         let t = self.translate_uncached(root, vaddr)?;
         let page = t.paddr & !(PAGE_SIZE - 1);
         if let Ok(mut tlb) = self.tlb.lock() {
-            tlb.insert(root, vpage, page);
+            tlb.insert((root, vpage), page);
         }
         Ok(t.paddr)
     }
