@@ -891,6 +891,20 @@ mod tests {
         (out, c)
     }
 
+    /// One recording session of `demo/counter` samples (t_ns, value), then closed.
+    fn session(path: &Path, m: &Manifest, samples: &[(u64, u32)]) {
+        let mut r = BinaryRecorder::open_capped(path, 1 << 20).unwrap();
+        for &(t, v) in samples {
+            r.sample(
+                "demo/counter",
+                "counter",
+                m,
+                &meta(t, None),
+                &v.to_le_bytes(),
+            );
+        }
+    }
+
     fn temp(name: &str) -> PathBuf {
         let p = std::env::temp_dir().join(format!("vmark-binrec-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&p);
@@ -963,16 +977,7 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(c.stopped.as_deref().unwrap().contains("torn"), "{c:?}");
         // Reopening cuts the torn frame off, and the next sample is readable.
-        {
-            let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
-            r.sample(
-                "demo/counter",
-                "counter",
-                &m,
-                &meta(5, None),
-                &9u32.to_le_bytes(),
-            );
-        }
+        session(&path, &m, &[(5, 9)]);
         let (out, c) = lines(&path);
         assert_eq!((out.len(), c.stopped), (3, None));
         assert!(out[2].ends_with("\"value\":9}"), "{}", out[2]);
@@ -990,16 +995,7 @@ mod tests {
     fn a_zero_filled_tail_is_cut_a_damaged_middle_is_never_appended_to() {
         let path = temp("zeros");
         let m = manifest();
-        {
-            let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
-            r.sample(
-                "demo/counter",
-                "counter",
-                &m,
-                &meta(1, None),
-                &1u32.to_le_bytes(),
-            );
-        }
+        session(&path, &m, &[(1, 1)]);
         let whole = std::fs::metadata(&path).unwrap().len();
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -1007,16 +1003,7 @@ mod tests {
             .unwrap();
         f.write_all(&[0u8; 4096]).unwrap();
         drop(f);
-        {
-            let mut r = BinaryRecorder::open_capped(&path, 1 << 20).unwrap();
-            r.sample(
-                "demo/counter",
-                "counter",
-                &m,
-                &meta(2, None),
-                &2u32.to_le_bytes(),
-            );
-        }
+        session(&path, &m, &[(2, 2)]);
         let (out, c) = lines(&path);
         assert_eq!((out.len(), c.stopped), (2, None), "{out:?}");
         // A bad byte in the first sample frame, with a good frame after it: refused.
