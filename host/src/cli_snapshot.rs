@@ -224,6 +224,9 @@ impl DomainSnapshotter {
         // vmark reads.
         let (frames, p2m) = match (&self.kernel, self.hvm) {
             (Some(k), false) => {
+                // What was cached of the guest's memory may be stale by now: its mappings
+                // and which of its frames Xen maps both change as it balloons.
+                k.space().translator().flush();
                 let table = guest::pv_p2m(k, guest::MAX_P2M_ENTRIES)?;
                 (
                     std::iter::once(0..table.len() as u64).collect(),

@@ -171,6 +171,17 @@ impl SparseMapping {
             _ => false,
         }
     }
+
+    /// Copies `out.len()` bytes at `offset` in frame `index` into `out`. Returns `false`
+    /// (copying nothing) for a hole or a range that leaves the frame.
+    pub fn copy_out(&self, index: usize, offset: usize, out: &mut [u8]) -> bool {
+        let page = PAGE_SIZE as usize;
+        let in_frame = offset.checked_add(out.len()).is_some_and(|end| end <= page);
+        match (&self.mapping, self.present.get(index)) {
+            (Some(m), Some(true)) if in_frame => m.copy_out(index * page + offset, out),
+            _ => false,
+        }
+    }
 }
 
 /// Maps guest frames of one domain.

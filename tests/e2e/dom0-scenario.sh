@@ -432,7 +432,13 @@ snapshot() {
 		--snapshot-dir /tmp/snaps --max-snapshots 2 > "$d/snapwatch.out" 2> "$d/snapwatch.err"
 	echo $? > "$d/snapwatch.rc"
 	for f in /tmp/snaps/*; do
-		echo "$f $("$VMARK" read --source "$f" counter --json 2>&1)"
+		if r=$("$VMARK" read --source "$f" counter --json 2>&1); then
+			echo "$f $r"
+		else
+			# Kept for the host to look into (sparse: what the guest holds).
+			echo "$f $r (kept as unreadable-${f##*/})"
+			cp --sparse=always "$f" "$d/unreadable-${f##*/}"
+		fi
 	done > "$d/snapwatch-files.txt"
 	rm -rf /tmp/snaps
 }

@@ -97,3 +97,67 @@ fn btf_from_guest_memory_lists_processes_and_modules() {
     }
     assert!(k.find_helper_registry().unwrap().is_empty());
 }
+
+/// The dump's memory with a process's page directory added: a copy of the vCPU's at a
+/// page the dump does not hold, which reads as zeros once the process has "exited".
+struct WithProcessTable {
+    core: Arc<ElfCore>,
+    copy: Vec<u8>,
+    at: u64,
+    exited: std::sync::atomic::AtomicBool,
+}
+
+impl PhysicalMemory for WithProcessTable {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), super::phys::MemError> {
+        if paddr & !0xfff == self.at && (paddr & 0xfff) as usize + buf.len() <= 4096 {
+            let off = (paddr & 0xfff) as usize;
+            match self.exited.load(std::sync::atomic::Ordering::Relaxed) {
+                true => buf.fill(0),
+                false => buf.copy_from_slice(&self.copy[off..off + buf.len()]),
+            }
+            return Ok(());
+        }
+        self.core.read(paddr, buf)
+    }
+    fn max_address(&self) -> u64 {
+        self.core.max_address()
+    }
+}
+
+#[test]
+fn a_kernel_found_through_a_process_page_table_outlives_the_process() {
+    use super::paging::PagingMode;
+    let core = Arc::new(ElfCore::open(fixture::dump()).unwrap());
+    let cr3 = core.vcpus()[0].cr3 & !0xfff;
+    let mut copy = vec![0u8; 4096];
+    core.read(cr3, &mut copy).unwrap();
+    // A hole of the dump (legacy VGA memory) holds the process's table.
+    let at = 0xa0000;
+    assert!(core.read(at, &mut [0u8; 8]).is_err());
+    let mem = Arc::new(WithProcessTable {
+        core,
+        copy,
+        at,
+        exited: Default::default(),
+    });
+    let k = Kernel::locate_with_root(mem.clone(), at, PagingMode::Long4).unwrap();
+    let pgd = k.symbol("init_top_pgt").unwrap();
+    let pgd_pa = k
+        .space()
+        .translator()
+        .translate_uncached(at, pgd)
+        .unwrap()
+        .paddr;
+    assert_eq!(
+        k.space().root(),
+        pgd_pa,
+        "rooted at init_top_pgt, not the vCPU's CR3"
+    );
+    mem.exited.store(true, std::sync::atomic::Ordering::Relaxed);
+    k.space().translator().flush();
+    let banner = k.symbol("linux_banner").unwrap();
+    let mut text = [0u8; 14];
+    k.read(banner, &mut text).unwrap();
+    assert_eq!(&text, b"Linux version ");
+    assert!(k.symbol("init_task").is_ok_and(|t| k.read_ptr(t).is_ok()));
+}

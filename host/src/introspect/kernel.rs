@@ -517,6 +517,12 @@ impl Kernel {
     /// physical space is too large or sparse to scan (live Xen PV guests, whose frames
     /// are machine frames). A CR3 of a user page table under PTI is tried as the kernel
     /// one too (the kernel's is the page below).
+    ///
+    /// The kernel found reads through its own page directory (`init_top_pgt`, or
+    /// `swapper_pg_dir`), as `root` translates it, when that maps the banner too: a vCPU's
+    /// CR3 is most often some process's page table, which is freed and reused when the
+    /// process exits, while the kernel's lives as long as the kernel (a live domain is
+    /// read for as long as vmark runs).
     pub fn locate_with_root(
         mem: Arc<dyn PhysicalMemory>,
         root: u64,
@@ -541,6 +547,10 @@ impl Kernel {
             let mut text = [0u8; 14];
             if space.read(banner, &mut text).is_ok() && &text == b"Linux version " {
                 let symbols = ks.symbols.clone();
+                let space = match kernel_page_directory(&translator, root, &symbols, banner) {
+                    Some(pgd) => translator.space(pgd),
+                    None => space,
+                };
                 return Ok(Self::assemble(space, symbols, Some(ks)));
             }
             last = KernelError::NoPageTables(format!(
@@ -1136,6 +1146,35 @@ fn vmcoreinfo_symbol(text: &str, name: &str) -> Option<u64> {
 /// Hint addresses tried at most (distinct vCPU roots and paging modes): a dump may record
 /// any number of vCPUs.
 const VMCOREINFO_MAX_HINTS: usize = 8;
+
+/// The physical (for Xen PV, machine) address of the kernel's own top page directory,
+/// `init_top_pgt` (x86-64) or `swapper_pg_dir`, as `root` translates its symbol, if it maps
+/// `linux_banner` onto a banner as `root` does.
+fn kernel_page_directory(
+    translator: &Translator,
+    root: u64,
+    symbols: &SymbolTable,
+    banner: u64,
+) -> Option<u64> {
+    let pgd = symbols
+        .lookup("init_top_pgt")
+        .or_else(|| symbols.lookup("swapper_pg_dir"))?;
+    let mut pgd = translator.translate_uncached(root, pgd).ok()?.paddr;
+    // Xen PV walks start from a machine address; the walk gave a pseudo-physical one.
+    if translator.memory().frame_kind() == FrameKind::XenPv {
+        let mfn = translator.memory().phys_to_machine()?.p2m(pgd >> 12)?;
+        pgd = mfn.checked_mul(4096)? | (pgd & 0xfff);
+    }
+    // Every top directory vmark walks is page aligned (a PAE one at least to 32 bytes, and
+    // the kernel's is a page of its own).
+    if pgd & 0xfff != 0 {
+        return None;
+    }
+    let at = translator.translate_uncached(pgd, banner).ok()?;
+    let mut text = [0u8; 14];
+    translator.memory().read(at.paddr, &mut text).ok()?;
+    (&text == b"Linux version ").then_some(pgd)
+}
 
 /// The kallsyms tables at VMCOREINFO's `kallsyms_token_table` (Linux 6.0+ lists it),
 /// translated through the recorded vCPUs' page tables; None when there is no such hint or

@@ -11,8 +11,9 @@
 //! a process, go to the disposition from before vmark's (restored: later mappings are then
 //! read with `pread`), as if vmark had none.
 //!
-//! When a file cannot be mapped (a device, a pipe, no registry slot left), reads fall back
-//! to `pread`, which reports a short file as an error by itself.
+//! When a file cannot be mapped (a device, a pipe, no registry slot left), or should not
+//! be (a sparse file on tmpfs, whose holes a mapping would fill with pages of memory), reads
+//! fall back to `pread`, which reports a short file as an error by itself.
 
 use super::{checked_end, MemError};
 use std::fs::File;
@@ -205,6 +206,32 @@ fn changed(addr: u64) -> MemError {
     }
 }
 
+/// Whether reading `file` through a mapping would fill memory: a file on a memory
+/// filesystem (tmpfs, ramfs: dom0's `/tmp`, `/dev/shm`) with holes in its first `len`
+/// bytes. A page fault on a hole there allocates a page for it (where `pread` copies
+/// zeros), so scanning a sparse snapshot allocates all the guest memory it did not write,
+/// and once the filesystem is full the fault is a SIGBUS: a second snapshot in dom0's
+/// `/tmp` read that way was unreadable. Errors answer "no" (the mapping is then tried).
+fn holes_fill_memory(file: &File, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    /// `TMPFS_MAGIC` and `RAMFS_MAGIC` of `<linux/magic.h>`.
+    const MEMORY_FILESYSTEMS: [i64; 2] = [0x0102_1994, 0x8584_58f6];
+    // SAFETY: `st` is a statfs owned here that fstatfs fills; the descriptor is `file`'s,
+    // open for the call.
+    let in_memory = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(file.as_raw_fd(), &mut st) == 0
+            && MEMORY_FILESYSTEMS.contains(&(st.f_type as i64))
+    };
+    if !in_memory {
+        return false;
+    }
+    // SAFETY: lseek on `file`'s open descriptor; `read_at` (pread) never uses the offset
+    // this moves.
+    let first_hole = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    u64::try_from(first_hole).is_ok_and(|hole| hole < len)
+}
+
 impl FileBytes {
     /// The first `len` bytes of `file` (its length when opened), mapped if it is a regular
     /// file that can be.
@@ -225,7 +252,7 @@ impl FileBytes {
     fn map(file: &File, len: u64) -> Option<Watched> {
         let regular = file.metadata().ok()?.file_type().is_file();
         let len_usize = usize::try_from(len).ok().filter(|&l| l > 0)?;
-        if !regular {
+        if !regular || holes_fill_memory(file, len) {
             return None;
         }
         // SAFETY: a read-only shared mapping of a dump file, which vmark's callers map only
@@ -375,6 +402,44 @@ mod tests {
         drop(bytes);
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(&other).unwrap();
+    }
+
+    /// A file on a memory filesystem (a memfd is tmpfs) of `len` bytes, written where
+    /// `data` says: sparse when some are not.
+    fn memory_file(len: u64, data: &[u64]) -> File {
+        use std::os::fd::FromRawFd;
+        // SAFETY: memfd_create with a NUL-terminated name; the descriptor returned is owned
+        // by the File made from it, and by nothing else.
+        let file = unsafe {
+            let fd = libc::memfd_create(c"vmark-test".as_ptr(), 0);
+            assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+            File::from_raw_fd(fd)
+        };
+        file.set_len(len).unwrap();
+        for &at in data {
+            file.write_all_at(&[1u8; 4096], at).unwrap();
+        }
+        file
+    }
+
+    #[test]
+    fn a_sparse_file_in_memory_is_read_with_pread_not_faulted_in() {
+        use std::os::unix::fs::MetadataExt;
+        let len = 64 << 20;
+        let sparse = FileBytes::new(memory_file(len, &[0, len - 4096]), len);
+        assert!(
+            !sparse.is_mapped(),
+            "holes of a tmpfs file would be allocated"
+        );
+        let mut buf = vec![0u8; 1 << 20];
+        for off in (0..len).step_by(buf.len()) {
+            sparse.read_at(off, &mut buf, off).unwrap();
+        }
+        assert!(sparse.file.metadata().unwrap().blocks() * 512 < 1 << 20);
+        // Without holes the mapping is used.
+        let all: Vec<u64> = (0..16).map(|i| i * 4096).collect();
+        let whole = FileBytes::new(memory_file(16 * 4096, &all), 16 * 4096);
+        assert!(whole.is_mapped());
     }
 
     #[test]
