@@ -26,11 +26,31 @@ say() { echo "E2E $*"; }
 log_of() { echo "$LOGS/guest-$1.log"; }
 now() { date +%s.%N; }
 
-# wait_log GUEST REGEX SECONDS: waits until the guest's console shows REGEX.
+declare -A DEAD
+# alive GUEST: whether the guest still runs as the domain it came up as. A guest
+# that triple-faults is restarted by Xen under a new id (QEMU's emulated SVM
+# crashes a PVH guest now and then): its scenario is over, and is not waited
+# for command by command (the test runs it again).
+alive() {
+	local id was
+	[ -z "${DEAD[$1]:-}" ] || return 1
+	was=$(cat "$OUT/$1/domid" 2>/dev/null) || return 0
+	id=$(xl domid "$1" 2>/dev/null)
+	[ "$id" = "$was" ] && return 0
+	DEAD[$1]=1
+	say "$1: the domain is gone or was restarted (domain $was -> ${id:-none}); its scenario ends here"
+	return 1
+}
+
+# wait_log GUEST REGEX SECONDS: waits until the guest's console shows REGEX (or
+# the guest is gone: checked every 5 s).
 wait_log() {
 	local i
 	for i in $(seq 1 $(($3 * 5))); do
 		grep -aqE "$2" "$(log_of "$1")" 2>/dev/null && return 0
+		if [ $((i % 25)) = 0 ] && [ ! -f "$OUT/$1/destroyed" ]; then
+			alive "$1" || return 1
+		fi
 		sleep 0.2
 	done
 	say "TIMEOUT: $1 never printed /$2/ within $3 s"
@@ -39,6 +59,7 @@ wait_log() {
 
 # g GUEST COMMAND [SECONDS]: runs COMMAND in the guest (guest-init.sh), waits.
 g() {
+	[ -z "${DEAD[$1]:-}" ] || return 1
 	local n=$((SEQ[$1] + 1)) rc
 	SEQ[$1]=$n
 	echo "$(now) $1 <- $2" >> "$OUT/$1/commands.log"

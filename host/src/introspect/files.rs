@@ -18,7 +18,7 @@
 
 use super::btf::Btf;
 use super::kallsyms::{self, Kallsyms};
-use super::kernel::{Kernel, KernelError};
+use super::kernel::{cr3_roots, kernel_page_directory, page_directory_symbol, Kernel, KernelError};
 use super::paging::PagingMode;
 use super::phys::{FrameKind, PhysicalMemory};
 use super::symbols::{Symbol, SymbolTable};
@@ -353,7 +353,7 @@ pub fn locate(
     let scan_kallsyms = root.is_none();
     let mut candidates: Vec<(u64, PagingMode)> = Vec::new();
     if let Some((root, mode)) = root {
-        candidates.extend([(root & !0xfff, mode), (root & !0x1fff, mode)]);
+        candidates.extend(cr3_roots(root, mode).into_iter().map(|r| (r, mode)));
     } else {
         let vcpus = mem.vcpus();
         let mut modes: Vec<PagingMode> = vcpus
@@ -387,7 +387,8 @@ pub fn locate(
                 }
             }
         }
-        roots.extend(vcpus.iter().map(|v| v.cr3 & !0xfff).filter(|&c| c != 0));
+        // As recorded: each mode's walk masks the register (a PAE CR3 is 32-byte aligned).
+        roots.extend(vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0));
         let mut seen = HashSet::new();
         for mode in modes {
             for &r in &roots {
@@ -413,6 +414,14 @@ pub fn locate(
                 wrong_banner.get_or_insert(reason);
                 continue;
             }
+            // A live kernel reads through its own page directory, not a process's.
+            let space = match page_directory_symbol(&link.symbols) {
+                Some(pgd) if !scan_kallsyms => pgd
+                    .checked_add(slot * KASLR_ALIGN)
+                    .and_then(|pgd| kernel_page_directory(space.translator(), root, pgd, banner))
+                    .map_or(space.clone(), |pgd| space.translator().space(pgd)),
+                _ => space,
+            };
             return relocated_kernel(mem, scan_kallsyms, space, link, slot * KASLR_ALIGN).map_err(
                 |e| match e {
                     KernelError::FileMismatch { .. } | KernelError::KernelFile(_) => e,

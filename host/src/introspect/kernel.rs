@@ -530,7 +530,7 @@ impl Kernel {
     ) -> Result<Self, KernelError> {
         let translator = Arc::new(Translator::new(mem, mode));
         let mut last = KernelError::NoPageTables(format!("root {root:#x} maps no kernel image"));
-        for root in [root & !0xfff, root & !0x1fff] {
+        for root in cr3_roots(root, mode) {
             let space = translator.space(root);
             let window = VirtualWindow::new(space.clone(), KERNEL_IMAGE_START, KERNEL_IMAGE_SIZE);
             let ks = match kallsyms::find(&window) {
@@ -547,7 +547,9 @@ impl Kernel {
             let mut text = [0u8; 14];
             if space.read(banner, &mut text).is_ok() && &text == b"Linux version " {
                 let symbols = ks.symbols.clone();
-                let space = match kernel_page_directory(&translator, root, &symbols, banner) {
+                let space = match page_directory_symbol(&symbols)
+                    .and_then(|pgd| kernel_page_directory(&translator, root, pgd, banner))
+                {
                     Some(pgd) => translator.space(pgd),
                     None => space,
                 };
@@ -1147,33 +1149,50 @@ fn vmcoreinfo_symbol(text: &str, name: &str) -> Option<u64> {
 /// any number of vCPUs.
 const VMCOREINFO_MAX_HINTS: usize = 8;
 
-/// The physical (for Xen PV, machine) address of the kernel's own top page directory,
-/// `init_top_pgt` (x86-64) or `swapper_pg_dir`, as `root` translates its symbol, if it maps
-/// `linux_banner` onto a banner as `root` does.
-fn kernel_page_directory(
+/// The page-table roots a CR3 value may name in `mode`. A PAE CR3 is 32-byte aligned (Linux
+/// allocates processes' directories from a slab of 32-byte objects), the others a page;
+/// under PTI a CR3 may be a user page table, the kernel's being the page below (an 8 KiB
+/// pair).
+pub(crate) fn cr3_roots(cr3: u64, mode: PagingMode) -> Vec<u64> {
+    let pair = cr3 & !0x1fff;
+    let mut roots = match mode {
+        PagingMode::Pae => vec![cr3 & 0xffff_ffe0, pair & 0xffff_ffff],
+        PagingMode::Legacy32 => vec![cr3 & 0xffff_f000],
+        PagingMode::Long4 | PagingMode::Long5 => vec![cr3 & !0xfff, pair],
+    };
+    roots.dedup();
+    roots
+}
+
+/// The kernel's own top page directory: `init_top_pgt` (x86-64; `init_level4_pgt` before
+/// Linux 4.13) or `swapper_pg_dir` (32-bit), when `symbols` list one.
+pub(crate) fn page_directory_symbol(symbols: &SymbolTable) -> Option<u64> {
+    ["init_top_pgt", "init_level4_pgt", "swapper_pg_dir"]
+        .into_iter()
+        .find_map(|name| symbols.lookup(name))
+}
+
+/// Where the kernel's page directory at virtual `pgd` is, as `root` translates it (a
+/// physical address; for a live Xen PV guest, whose "physical" space is machine memory, a
+/// machine address), if it maps `banner` where `root` does and onto a banner. A vCPU's CR3
+/// is most often some process's page table, freed and reused when the process exits; the
+/// kernel's lives as long as the kernel.
+pub(crate) fn kernel_page_directory(
     translator: &Translator,
     root: u64,
-    symbols: &SymbolTable,
+    pgd: u64,
     banner: u64,
 ) -> Option<u64> {
-    let pgd = symbols
-        .lookup("init_top_pgt")
-        .or_else(|| symbols.lookup("swapper_pg_dir"))?;
-    let mut pgd = translator.translate_uncached(root, pgd).ok()?.paddr;
-    // Xen PV walks start from a machine address; the walk gave a pseudo-physical one.
-    if translator.memory().frame_kind() == FrameKind::XenPv {
-        let mfn = translator.memory().phys_to_machine()?.p2m(pgd >> 12)?;
-        pgd = mfn.checked_mul(4096)? | (pgd & 0xfff);
-    }
-    // Every top directory vmark walks is page aligned (a PAE one at least to 32 bytes, and
-    // the kernel's is a page of its own).
+    let pgd = translator.translate_uncached(root, pgd).ok()?.paddr;
+    // The kernel's directory is a page of its own (a PAE one too).
     if pgd & 0xfff != 0 {
         return None;
     }
-    let at = translator.translate_uncached(pgd, banner).ok()?;
+    let there = translator.translate_uncached(root, banner).ok()?.paddr;
+    let at = translator.translate_uncached(pgd, banner).ok()?.paddr;
     let mut text = [0u8; 14];
-    translator.memory().read(at.paddr, &mut text).ok()?;
-    (&text == b"Linux version ").then_some(pgd)
+    translator.memory().read(at, &mut text).ok()?;
+    (at == there && &text == b"Linux version ").then_some(pgd)
 }
 
 /// The kallsyms tables at VMCOREINFO's `kallsyms_token_table` (Linux 6.0+ lists it),
@@ -1276,5 +1295,27 @@ mod vmcoreinfo_tests {
         );
         assert_eq!(vmcoreinfo_symbol(text, "bad"), None);
         assert_eq!(vmcoreinfo_symbol(text, "OSRELEASE"), None);
+    }
+}
+
+#[cfg(test)]
+mod cr3_tests {
+    use super::cr3_roots;
+    use crate::introspect::paging::PagingMode;
+
+    #[test]
+    fn a_cr3_names_its_mode_s_roots() {
+        // A PAE process directory from the 32-byte slab keeps its offset in the page.
+        assert_eq!(
+            cr3_roots(0x1234_5a60, PagingMode::Pae),
+            [0x1234_5a60, 0x1234_4000]
+        );
+        assert_eq!(cr3_roots(0x1234_5a78, PagingMode::Legacy32), [0x1234_5000]);
+        // Long mode: PCID bits dropped; a PTI user table's kernel twin is the page below.
+        assert_eq!(
+            cr3_roots(0x4862_1801, PagingMode::Long4),
+            [0x4862_1000, 0x4862_0000]
+        );
+        assert_eq!(cr3_roots(0x4862_0000, PagingMode::Long5), [0x4862_0000]);
     }
 }

@@ -7,6 +7,11 @@
 //! tables found in the image, lists walked, a snapshot's page tables) reads neighbouring
 //! frames. Which frames of a chunk the hypervisor refused (not the domain's, not RAM) is
 //! kept with the chunk, so they are not asked for again until [`PhysicalMemory::flush`].
+//! Remembering refusals also bounds what a guest whose page tables point at frames it does
+//! not own can make vmark do: one mapping call per chunk, not one per read. A guest's
+//! frame is mapped only when it or a frame of its chunk is read (what a snapshot does to
+//! every frame); for a guest with populate-on-demand memory, mapping a frame not yet
+//! populated makes Xen populate it, as any read of it would.
 //! The chunks stay mapped while they stay in the cache; reads copy out with the volatile
 //! loads of [`Mapping::copy_out`](crate::frames::Mapping::copy_out), so they see the guest's
 //! current bytes (the cache holds mappings, not copies). `flush` unmaps everything, which
@@ -107,7 +112,10 @@ impl LiveFrames {
             return Err(MemError::NotPresent(pfn * PAGE_SIZE));
         }
         let mapping = self.mapper.map_sparse(&frames).map_err(|e| MemError::Map {
-            frame: frames[0],
+            frame: match slot[(pfn % CHUNK_FRAMES) as usize] {
+                NOT_ASKED => pfn,
+                i => frames[usize::from(i)],
+            },
             reason: e.to_string(),
         })?;
         let chunk = Arc::new(Chunk { mapping, slot });
