@@ -1336,19 +1336,29 @@ fn nested_run_with(
     // the domain 50 times a second): not something a read-only observer in dom0 can
     // cause, and the rest of the run is then lost. The run is made again, once, and the
     // crashed one kept beside it.
-    match (check_only, emulation_crash(&w)) {
-        (false, Some(crash)) => {
-            let kept = w.with_file_name(format!("{name}-crashed"));
-            let _ = std::fs::remove_dir_all(&kept);
-            let _ = std::fs::rename(&w, &kept);
-            progress(&format!(
-                "{crash}; running the scenario again (the crashed run is in {})",
-                kept.display()
-            ));
-            attempt()
-        }
-        _ => run,
+    let (false, Some(crash)) = (check_only, emulation_crash(&w)) else {
+        return run;
+    };
+    let kept = w.with_file_name(format!("{name}-crashed"));
+    let _ = std::fs::remove_dir_all(&kept);
+    if let Err(e) = std::fs::rename(&w, &kept) {
+        let mut run = run;
+        run.fail.push(format!(
+            "{crash}; not run again: keeping its logs failed ({e})"
+        ));
+        return run;
     }
+    progress(&format!(
+        "{crash}; running the scenario again (the crashed run is in {})",
+        kept.display()
+    ));
+    let mut again = attempt();
+    if let Some(crash) = emulation_crash(&again.w) {
+        again
+            .fail
+            .push(format!("the emulated CPU crashed a guest again: {crash}"));
+    }
+    again
 }
 
 /// The Xen line of a guest's triple fault after the scenario saw that guest up and then
@@ -1356,10 +1366,15 @@ fn nested_run_with(
 fn emulation_crash(w: &Path) -> Option<String> {
     let console = std::fs::read(w.join("console.log")).ok()?;
     let console = String::from_utf8_lossy(&console);
-    let gone = console
+    let (gone, was) = console.lines().find_map(|l| {
+        let rest = l.strip_prefix("E2E ")?;
+        let (_, after) = rest.split_once(": the domain is gone or was restarted (domain ")?;
+        let (was, _) = after.split_once(" -> ")?;
+        Some((l, was.parse::<u32>().ok()?))
+    })?;
+    let fault = console
         .lines()
-        .find(|l| l.starts_with("E2E ") && l.contains(": the domain is gone or was restarted"))?;
-    let fault = console.lines().find(|l| l.contains("Triple fault"))?;
+        .find(|l| l.contains(&format!(" d{was}v")) && l.contains("Triple fault"))?;
     Some(format!("{} ({})", gone.trim(), fault.trim()))
 }
 
@@ -1687,10 +1702,14 @@ fn an_emulation_crash_is_a_guest_gone_mid_scenario_after_a_triple_fault() {
         std::fs::write(w.join("console.log"), console).unwrap();
         emulation_crash(&w)
     };
-    // A fault at boot that Xen's restart absorbed, or a guest gone for another reason:
-    // the run stands as it is.
+    // A fault at boot that Xen's restart absorbed, a guest gone for another reason, or
+    // another domain's fault: the run stands as it is.
     assert_eq!(crash(&format!("{fault}{up}")), None);
     assert_eq!(crash(&format!("{up}{gone}")), None);
+    assert_eq!(
+        crash(&format!("{up}{}{gone}", fault.replace("d2v0", "d12v0"))),
+        None
+    );
     let found = crash(&format!("{up}{fault}{gone}")).expect("a crash");
     assert!(
         found.contains("domain 2 -> 3") && found.contains("Triple fault"),

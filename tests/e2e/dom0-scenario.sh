@@ -59,7 +59,9 @@ wait_log() {
 
 # g GUEST COMMAND [SECONDS]: runs COMMAND in the guest (guest-init.sh), waits.
 g() {
-	[ -z "${DEAD[$1]:-}" ] || return 1
+	# Before each command too: a guest restarted during a vmark command may be up
+	# again on the same console by the next one.
+	[ -f "$OUT/$1/destroyed" ] || alive "$1" || return 1
 	local n=$((SEQ[$1] + 1)) rc
 	SEQ[$1]=$n
 	echo "$(now) $1 <- $2" >> "$OUT/$1/commands.log"

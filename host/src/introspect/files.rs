@@ -369,10 +369,7 @@ pub fn locate(
         let mut roots: Vec<u64> = Vec::new();
         // The page-table root is in the image: at the same distance from the banner's
         // physical copy as in the file (the image is physically contiguous).
-        let pgt = link
-            .symbols
-            .lookup("init_top_pgt")
-            .or_else(|| link.symbols.lookup("swapper_pg_dir"));
+        let pgt = page_directory_symbol(&link.symbols);
         if let (Some(pgt), FrameKind::Physical) = (pgt, mem.frame_kind()) {
             let hits = kallsyms::scan(mem.as_ref(), BANNER_PREFIX, limits::KERNEL_MAX_BANNER_HITS)?;
             for hit in hits
@@ -387,11 +384,15 @@ pub fn locate(
                 }
             }
         }
-        // As recorded: each mode's walk masks the register (a PAE CR3 is 32-byte aligned).
-        roots.extend(vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0));
         let mut seen = HashSet::new();
         for mode in modes {
-            for &r in &roots {
+            // The vCPUs' registers name roots as each mode reads them (a PAE CR3 is
+            // 32-byte aligned, a long-mode one carries a PCID).
+            let vcpu_roots = vcpus
+                .iter()
+                .filter(|v| v.cr3 != 0)
+                .flat_map(|v| cr3_roots(v.cr3, mode));
+            for r in roots.iter().copied().chain(vcpu_roots) {
                 if seen.insert((r, mode)) {
                     candidates.push((r, mode));
                 }

@@ -319,9 +319,7 @@ impl Kernel {
                 None => Err(KernelError::MissingSymbol("linux_banner".into())),
             };
         };
-        let pgt = symbols
-            .lookup("init_top_pgt")
-            .or_else(|| symbols.lookup("swapper_pg_dir"));
+        let pgt = page_directory_symbol(&symbols);
         let vcpus = mem.vcpus();
         // The vCPUs' modes first; dumps rarely record EFER, so CR4.PAE is ambiguous
         // between long mode and PAE: the word size kallsyms shows decides which comes first,
@@ -1157,7 +1155,7 @@ pub(crate) fn cr3_roots(cr3: u64, mode: PagingMode) -> Vec<u64> {
     let pair = cr3 & !0x1fff;
     let mut roots = match mode {
         PagingMode::Pae => vec![cr3 & 0xffff_ffe0, pair & 0xffff_ffff],
-        PagingMode::Legacy32 => vec![cr3 & 0xffff_f000],
+        PagingMode::Legacy32 => vec![cr3 & 0xffff_f000, pair & 0xffff_ffff],
         PagingMode::Long4 | PagingMode::Long5 => vec![cr3 & !0xfff, pair],
     };
     roots.dedup();
@@ -1183,6 +1181,11 @@ pub(crate) fn kernel_page_directory(
     pgd: u64,
     banner: u64,
 ) -> Option<u64> {
+    // A Xen PV source with its own P2M walks to pseudo-physical addresses, which are not
+    // roots; the live one (machine memory as its physical space) walks to machine ones.
+    if translator.memory().frame_kind() == FrameKind::XenPv {
+        return None;
+    }
     let pgd = translator.translate_uncached(root, pgd).ok()?.paddr;
     // The kernel's directory is a page of its own (a PAE one too).
     if pgd & 0xfff != 0 {
@@ -1310,7 +1313,10 @@ mod cr3_tests {
             cr3_roots(0x1234_5a60, PagingMode::Pae),
             [0x1234_5a60, 0x1234_4000]
         );
-        assert_eq!(cr3_roots(0x1234_5a78, PagingMode::Legacy32), [0x1234_5000]);
+        assert_eq!(
+            cr3_roots(0x1234_5a78, PagingMode::Legacy32),
+            [0x1234_5000, 0x1234_4000]
+        );
         // Long mode: PCID bits dropped; a PTI user table's kernel twin is the page below.
         assert_eq!(
             cr3_roots(0x4862_1801, PagingMode::Long4),

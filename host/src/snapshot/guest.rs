@@ -201,11 +201,8 @@ fn synthesised_vmcoreinfo(k: &Kernel) -> Vec<u8> {
         s += &format!("OSRELEASE={r}\n");
     }
     s += &format!("PAGESIZE={PAGE_SIZE}\n");
-    for name in ["init_top_pgt", "swapper_pg_dir"] {
-        if let Ok(a) = k.symbol(name) {
-            s += &format!("SYMBOL(swapper_pg_dir)={a:x}\n");
-            break;
-        }
+    if let Some(a) = crate::introspect::kernel::page_directory_symbol(k.symbols()) {
+        s += &format!("SYMBOL(swapper_pg_dir)={a:x}\n");
     }
     // phys_base = _text's physical address - (its virtual one - __START_KERNEL_map), in
     // two's complement as the kernel keeps it (it may be "negative"), printed as Linux's

@@ -207,10 +207,11 @@ fn changed(addr: u64) -> MemError {
 }
 
 /// Whether reading `file` through a mapping would fill memory: a file on tmpfs (dom0's
-/// `/tmp`, `/dev/shm`) with holes in its first `len` bytes. A page fault on a hole there allocates a page for it (where `pread` copies
-/// zeros), so scanning a sparse snapshot allocates all the guest memory it did not write,
-/// and once the filesystem is full the fault is a SIGBUS: a second snapshot in dom0's
-/// `/tmp` read that way was unreadable. Errors answer "no" (the mapping is then tried).
+/// `/tmp`, `/dev/shm`) with holes in its first `len` bytes. A page fault on a hole there
+/// allocates a page for it (where `pread` copies zeros), so scanning a sparse snapshot
+/// allocates all the guest memory it did not write, and once the filesystem is full the
+/// fault is a SIGBUS: a second snapshot in dom0's `/tmp` read that way was unreadable.
+/// Errors answer "no" (the mapping is then tried).
 fn holes_fill_memory(file: &File, len: u64) -> bool {
     use std::os::fd::AsRawFd;
     /// `TMPFS_MAGIC` of `<linux/magic.h>` (ramfs is not here: it reports no holes, and
