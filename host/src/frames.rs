@@ -194,22 +194,31 @@ pub trait FrameMapper: Send + Sync {
     /// is a hole rather than a failure of the call. The default maps the batch, and frame
     /// by frame only when that fails; the Xen mapper does one call either way.
     fn map_sparse(&self, frames: &[u64]) -> Result<SparseMapping, MapError> {
-        if frames.is_empty() || frames.len() > MAX_FRAMES_PER_MAPPING {
-            return Err(MapError::Count(frames.len()));
-        }
-        if let Ok(m) = self.map(frames) {
-            return Ok(SparseMapping::new(Some(m), vec![true; frames.len()]));
-        }
-        let page = PAGE_SIZE as usize;
-        let mut bytes = vec![0u8; frames.len() * page];
-        let mut present = vec![false; frames.len()];
-        for (i, &f) in frames.iter().enumerate() {
-            if let Ok(m) = self.map(&[f]) {
-                present[i] = m.copy_out(0, &mut bytes[i * page..(i + 1) * page]);
-            }
-        }
-        Ok(SparseMapping::new(Some(Mapping::copied(bytes)), present))
+        map_sparse_by_frames(self, frames)
     }
+}
+
+/// [`FrameMapper::map_sparse`] made of [`FrameMapper::map`] calls: the batch, and frame
+/// by frame (copied) only when that fails. The trait's default; for mappers that wrap it.
+pub fn map_sparse_by_frames<M: FrameMapper + ?Sized>(
+    mapper: &M,
+    frames: &[u64],
+) -> Result<SparseMapping, MapError> {
+    if frames.is_empty() || frames.len() > MAX_FRAMES_PER_MAPPING {
+        return Err(MapError::Count(frames.len()));
+    }
+    if let Ok(m) = mapper.map(frames) {
+        return Ok(SparseMapping::new(Some(m), vec![true; frames.len()]));
+    }
+    let page = PAGE_SIZE as usize;
+    let mut bytes = vec![0u8; frames.len() * page];
+    let mut present = vec![false; frames.len()];
+    for (i, &f) in frames.iter().enumerate() {
+        if let Ok(m) = mapper.map(&[f]) {
+            present[i] = m.copy_out(0, &mut bytes[i * page..(i + 1) * page]);
+        }
+    }
+    Ok(SparseMapping::new(Some(Mapping::copied(bytes)), present))
 }
 
 /// Guest "memory" held in a buffer: frame `n` is bytes `n*4096..(n+1)*4096`. For tests and

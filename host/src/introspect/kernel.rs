@@ -344,18 +344,12 @@ impl Kernel {
         if let (Some(pgt), FrameKind::Physical) = (pgt, mem.frame_kind()) {
             for &mode in &modes {
                 let translator = Arc::new(Translator::new(mem.clone(), mode));
-                for cr3 in vcpus.iter().map(|v| v.cr3).filter(|&c| c != 0) {
-                    let Ok(t) = translator.translate_uncached(cr3, pgt) else {
-                        continue;
-                    };
-                    let root = t.paddr & !0xfff;
-                    let mut text = [0u8; 14];
-                    let maps_banner = translator
-                        .translate_uncached(root, banner)
-                        .is_ok_and(|b| mem.read(b.paddr, &mut text).is_ok());
-                    if maps_banner && &text == b"Linux version " {
-                        return Ok(Self::assemble(translator.space(root), symbols, kallsyms));
-                    }
+                let found = vcpus
+                    .iter()
+                    .filter(|v| v.cr3 != 0)
+                    .find_map(|v| kernel_page_directory(&translator, v.cr3, pgt, banner));
+                if let Some(root) = found {
+                    return Ok(Self::assemble(translator.space(root), symbols, kallsyms));
                 }
             }
         }

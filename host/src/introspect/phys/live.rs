@@ -218,18 +218,7 @@ mod tests {
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.asked.lock().unwrap().extend_from_slice(frames);
-            let page = PAGE_SIZE as usize;
-            let mut bytes = vec![0u8; frames.len() * page];
-            let mut present = vec![false; frames.len()];
-            for (i, &f) in frames.iter().enumerate() {
-                if let Ok(m) = self.map(&[f]) {
-                    present[i] = m.copy_out(0, &mut bytes[i * page..(i + 1) * page]);
-                }
-            }
-            Ok(SparseMapping::new(
-                Some(crate::frames::Mapping::copied(bytes)),
-                present,
-            ))
+            crate::frames::map_sparse_by_frames(self, frames)
         }
     }
 
